@@ -1,0 +1,160 @@
+"""The Problem contract: an input distribution, parameters, a reference solver and field metadata.
+
+A Problem is built by ``sciops.problems.get(name, **params)``, which validates every parameter
+against the problem's ``PARAMS`` specification. Conventions every problem follows:
+
+* ``sample_inputs(n, seed, start=0)`` returns the inputs of samples ``start .. start+n-1``.
+  Sample ``i`` is drawn from its own generator ``numpy.random.default_rng(sample_seed(seed, i))``,
+  so it depends only on ``(seed, i)``: any sample can be regenerated alone and sharded
+  generation equals serial generation.
+* ``solve(inputs)`` runs the reference solver on a batch. Inputs and outputs are numpy arrays
+  of shape (batch, *field_dims) in float32 when the problem has one input (output) field, and
+  dicts ``name -> array`` when it has several.
+* ``generate(n, seed, start=0)`` returns ``(inputs, outputs, solve_seconds)``; it is what dataset
+  writers and evaluation call. Problems that solve on a finer grid than they store override it.
+* ``fields`` maps field names to :class:`Field` (dims, units, role); ``grid`` maps coordinate
+  names to 1-D arrays; ``grid_units`` gives their units; ``geometry`` is "bounded" or "periodic".
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Field:
+    dims: tuple[str, ...]
+    units: str
+    role: str  # "input", "output" or "diagnostic"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One problem parameter: its default, type, and allowed values or range."""
+
+    name: str
+    default: Any
+    type: type
+    doc: str
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    optional: bool = field(default=False)  # None allowed (meaning: a default derived from others)
+
+    def allowed(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo = "-inf" if self.min is None else self.min
+        hi = "inf" if self.max is None else self.max
+        return f"a {self.type.__name__} in [{lo}, {hi}]"
+
+    def validate(self, problem: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if isinstance(value, str) and self.type is not str:
+            value = self._parse(problem, value)
+        try:
+            if self.type is int and (isinstance(value, bool) or float(value) != int(value)):
+                raise TypeError
+            cast = self.type(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{problem}: parameter {self.name}={value!r} is not valid; expected {self.allowed()}") from None
+        if self.type is float and not np.isfinite(cast):
+            raise ValueError(f"{problem}: parameter {self.name}={value!r} is not valid; expected {self.allowed()}")
+        bad = (self.choices is not None and cast not in self.choices) or \
+              (self.min is not None and cast < self.min) or (self.max is not None and cast > self.max)
+        if bad:
+            raise ValueError(f"{problem}: parameter {self.name}={value!r} is out of range; expected {self.allowed()}")
+        return cast
+
+    def _parse(self, problem: str, text: str) -> Any:
+        if self.optional and text.lower() in ("none", ""):
+            return None
+        try:
+            return int(text) if self.type is int else float(text) if self.type is float else text
+        except ValueError:
+            raise ValueError(f"{problem}: parameter {self.name}={text!r} is not valid; expected {self.allowed()}") from None
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The 64-bit seed of sample ``index`` of a dataset drawn with base ``seed``."""
+    state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)
+    return int(state[0])
+
+
+class Problem:
+    """Base class; subclasses set ``name``, ``PARAMS``, ``fields``, ``grid`` and implement
+    ``_sample_one(rng)`` and ``solve(inputs)``."""
+
+    name: ClassVar[str]
+    PARAMS: ClassVar[tuple[Param, ...]]
+    geometry: str = "bounded"
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.validate_params(params)
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        known = {p.name: p for p in cls.PARAMS}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.name}: unknown parameter {unknown[0]!r}; expected one of {', '.join(known)}")
+        return {name: spec.validate(cls.name, params.get(name, spec.default)) for name, spec in known.items()}
+
+    # --- metadata -------------------------------------------------------------------------------
+    fields: dict[str, Field]
+    grid: dict[str, np.ndarray]
+    grid_units: dict[str, str]
+
+    @property
+    def input_fields(self) -> list[str]:
+        return [k for k, f in self.fields.items() if f.role == "input"]
+
+    @property
+    def output_fields(self) -> list[str]:
+        return [k for k, f in self.fields.items() if f.role == "output"]
+
+    @property
+    def solver_info(self) -> dict[str, Any]:
+        """Solver name and settings recorded in dataset files."""
+        return {}
+
+    # --- sampling and solving ---------------------------------------------------------------------
+    def _sample_one(self, rng: np.random.Generator) -> np.ndarray | dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def sample_inputs(self, n: int, seed: int, start: int = 0):
+        if n < 0 or start < 0:
+            raise ValueError(f"n and start must be non-negative, got n={n}, start={start}")
+        samples = [self._sample_one(np.random.default_rng(sample_seed(seed, start + i))) for i in range(n)]
+        if samples and isinstance(samples[0], dict):
+            return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+        return np.stack(samples) if samples else np.zeros((0,) + self.field_shape(self.input_fields[0]), np.float32)
+
+    def solve(self, inputs):
+        raise NotImplementedError
+
+    def generate(self, n: int, seed: int, start: int = 0):
+        """Inputs, reference outputs and the seconds the solver took, for samples start..start+n-1."""
+        inputs = self.sample_inputs(n, seed, start)
+        t0 = time.perf_counter()
+        outputs = self.solve(inputs)
+        return inputs, outputs, time.perf_counter() - t0
+
+    def field_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(len(self.grid[d]) for d in self.fields[name].dims)
+
+    def as_field_dict(self, arrays, role: str) -> dict[str, np.ndarray]:
+        """Inputs or outputs in dict form, whatever form the problem uses."""
+        names = self.input_fields if role == "input" else self.output_fields
+        if isinstance(arrays, dict):
+            return arrays
+        return {names[0]: arrays}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"

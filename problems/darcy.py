@@ -1,0 +1,135 @@
+"""The ``darcy`` problem: -div(a grad u) = f on the unit square, u = 0 on the boundary.
+
+Coefficient distributions (parameter ``coefficient``):
+
+* ``"fno"``: the FNO benchmark. A Neumann Gaussian random field (alpha = 2, tau = 3) thresholded
+  at zero: ``a_high`` (12) where the field is >= 0, else ``a_low`` (3; the FNO MATLAB demo used 4).
+  Forcing 1.
+* ``"multiphase"``: the DGNO multi-phase medium. The same kind of field evaluated at the centres of
+  a coarse ``phase_cells`` x ``phase_cells`` partition and thresholded there, so ``a`` is piecewise
+  constant on coarse cells with values ``a_low`` = 5 and ``a_high`` = 10. Forcing 10.
+* ``"lognormal"``: a smooth coefficient ``exp(g)`` with ``g`` the same random field. Forcing 1.
+
+Grid: the vertex grid x_j = j / (resolution - 1), boundary included, arrays ``(batch, y, x)``.
+With ``subsample`` s > 1 each sample is drawn and solved on the fine grid of
+(resolution - 1) s + 1 nodes and both a and u are restricted to the stored grid by injection
+(the FNO data were solved at 421^2 and stored at 85^2: resolution=85, subsample=5).
+``solve(a)`` on stored-grid inputs then interpolates a bilinearly to the fine grid; ``generate``
+uses the exact fine coefficient. Nondimensional units.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import RegularGridInterpolator
+
+from sciops.problems.base import Field, Param, Problem
+from sciops.problems.random_fields import cosine_grf
+from sciops.solvers.darcy import FACE_AVERAGES, LINEAR_SOLVERS, solve_darcy
+
+COEFFICIENTS = ("fno", "multiphase", "lognormal")
+_DEFAULTS = {  # coefficient -> (a_low, a_high, forcing)
+    "fno": (3.0, 12.0, 1.0),
+    "multiphase": (5.0, 10.0, 10.0),
+    "lognormal": (None, None, 1.0),
+}
+MAX_GRF_MODES = 128  # the alpha=2 spectrum has decayed by > 1e3 in amplitude past this
+
+
+class Darcy(Problem):
+    name = "darcy"
+    geometry = "bounded"
+    PARAMS = (
+        Param("resolution", 64, int, "stored grid nodes per side", min=8, max=2049),
+        Param("coefficient", "fno", str, "coefficient distribution", choices=COEFFICIENTS),
+        Param("a_low", None, float, "low phase value (default 3 for fno, 5 for multiphase)", min=1e-6, optional=True),
+        Param("a_high", None, float, "high phase value (default 12 for fno, 10 for multiphase)", min=1e-6, optional=True),
+        Param("forcing", None, float, "constant source f (default 1; 10 for multiphase)", optional=True),
+        Param("alpha", 2.0, float, "GRF smoothness exponent", min=0.5, max=10.0),
+        Param("tau", 3.0, float, "GRF inverse length scale", min=0.1, max=100.0),
+        Param("phase_cells", 29, int, "coarse cells per side of the multiphase medium", min=2, max=512),
+        Param("subsample", 1, int, "solve on a grid this many times finer, store by injection", min=1, max=16),
+        Param("averaging", "harmonic", str, "face averaging of a", choices=FACE_AVERAGES),
+        Param("linear_solver", "direct", str, "sparse direct (SuperLU) or algebraic multigrid", choices=LINEAR_SOLVERS),
+    )
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params
+        low, high, forcing = _DEFAULTS[p["coefficient"]]
+        p["a_low"] = low if p["a_low"] is None else p["a_low"]
+        p["a_high"] = high if p["a_high"] is None else p["a_high"]
+        p["forcing"] = forcing if p["forcing"] is None else p["forcing"]
+        n = p["resolution"]
+        self.solve_resolution = (n - 1) * p["subsample"] + 1
+        coords = np.linspace(0.0, 1.0, n)
+        self.grid = {"y": coords, "x": coords.copy()}
+        self.grid_units = {"y": "1", "x": "1"}
+        self.fields = {
+            "a": Field(("y", "x"), "1", "input", "diffusion coefficient"),
+            "u": Field(("y", "x"), "1", "output", "solution (pressure)"),
+        }
+
+    @property
+    def solver_info(self):
+        p = self.params
+        return {"name": "darcy-fd5", "averaging": p["averaging"], "linear_solver": p["linear_solver"],
+                "solve_resolution": self.solve_resolution, "forcing": p["forcing"]}
+
+    # --- sampling ---------------------------------------------------------------------------------
+    def _coefficient(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        p = self.params
+        modes = min(self.solve_resolution, MAX_GRF_MODES)
+        if p["coefficient"] == "multiphase":
+            cells = p["phase_cells"]
+            centres = (np.arange(cells) + 0.5) / cells
+            g = cosine_grf(rng, centres, centres, alpha=p["alpha"], tau=p["tau"], modes=modes)
+            phase = np.where(g >= 0, p["a_high"], p["a_low"])
+            cell_of_node = np.minimum((np.linspace(0, 1, n) * cells).astype(int), cells - 1)
+            return phase[np.ix_(cell_of_node, cell_of_node)]
+        s = np.linspace(0.0, 1.0, n)
+        g = cosine_grf(rng, s, s, alpha=p["alpha"], tau=p["tau"], modes=modes)
+        if p["coefficient"] == "lognormal":
+            return np.exp(g)
+        return np.where(g >= 0, p["a_high"], p["a_low"])
+
+    def _restrict(self, fine: np.ndarray) -> np.ndarray:
+        s = self.params["subsample"]
+        return fine[..., ::s, ::s]
+
+    def _sample_one(self, rng):
+        return self._restrict(self._coefficient(rng, self.solve_resolution)).astype(np.float32)
+
+    def generate(self, n, seed, start=0):
+        if self.params["subsample"] == 1:
+            return super().generate(n, seed, start)
+        import time
+        from sciops.problems.base import sample_seed
+
+        fine = np.stack([self._coefficient(np.random.default_rng(sample_seed(seed, start + i)), self.solve_resolution)
+                         for i in range(n)])
+        t0 = time.perf_counter()
+        u = self._solve_fine(fine)
+        seconds = time.perf_counter() - t0
+        return self._restrict(fine).astype(np.float32), self._restrict(u).astype(np.float32), seconds
+
+    # --- solving ----------------------------------------------------------------------------------
+    def _solve_fine(self, a: np.ndarray) -> np.ndarray:
+        p = self.params
+        return solve_darcy(a, p["forcing"], averaging=p["averaging"], linear_solver=p["linear_solver"])
+
+    def solve(self, inputs):
+        """u for a batch of coefficients ``a`` of shape (batch, n, n) (or (n, n)) on any vertex grid."""
+        a = np.asarray(inputs, dtype=np.float64)
+        if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
+            raise ValueError(f"darcy.solve expects a of shape (batch, n, n), got {a.shape}")
+        s = self.params["subsample"]
+        if s > 1:
+            n = a.shape[-1]
+            coarse, fine = np.linspace(0, 1, n), np.linspace(0, 1, (n - 1) * s + 1)
+            yy, xx = np.meshgrid(fine, fine, indexing="ij")
+            pts = np.stack([yy.ravel(), xx.ravel()], -1)
+            batch = a.reshape(-1, n, n)
+            a_fine = np.stack([RegularGridInterpolator((coarse, coarse), b)(pts).reshape(len(fine), len(fine))
+                               for b in batch]).reshape(a.shape[:-2] + (len(fine), len(fine)))
+            return self._restrict(self._solve_fine(a_fine)).astype(np.float32)
+        return self._solve_fine(a).astype(np.float32)
