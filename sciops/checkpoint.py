@@ -1,0 +1,87 @@
+"""Run directories: the on-disk form of a trained operator.
+
+Layout of a run directory::
+
+    config.json     operator name and hyperparameters, problem name and parameters, fields,
+                    normalisation statistics, training settings, sciops version, history summary
+    weights.pt      state_dict of the best model (by validation error)
+    state.pt        last completed epoch: model, optimiser, scheduler, history (for --resume)
+    metrics.jsonl   one JSON line per epoch
+
+Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``), so
+a crash leaves either the old or the new version, never a torn one. Tensors are loaded with
+``torch.load(weights_only=True)``: a file whose pickle would construct arbitrary objects or run
+code is refused with a ValueError instead of executed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG, WEIGHTS, STATE, METRICS = "config.json", "weights.pt", "state.pt", "metrics.jsonl"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file, then move it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2, sort_keys=False) + "\n").encode()))
+
+
+def save_tensors(path: Path, obj: Any) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_json(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+
+
+def load_tensors(path: Path, map_location=None) -> Any:
+    """torch.load with weights_only=True; truncated or unsafe files raise ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} refused: it holds objects other than tensors and plain containers, "
+                         f"which could run code when unpickled ({first})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        raise ValueError(f"{path} is truncated or not a torch checkpoint ({type(exc).__name__})") from None
+
+
+def check_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory {path} not found")
+    for name in (CONFIG, WEIGHTS):
+        if not (path / name).is_file():
+            raise ValueError(f"{path} is not a sciops run directory: {name} is missing")
+    return path

@@ -1,0 +1,210 @@
+"""The ``sciops`` command line: problems, generate, info, train, evaluate, demo.
+
+Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
+message and no traceback; 1 on an internal failure (the traceback is shown). Every verb has
+``--help``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+
+
+class UsageError(Exception):
+    """Raised by the parser instead of exiting, so main() owns every exit code."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _key_values(pairs: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {pair!r} must look like key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _json_value(text: str):
+    """Hyperparameter values from the command line: JSON if it parses (12, 0.1, [12, 12], true)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+# --- verbs ------------------------------------------------------------------------------------------
+def cmd_problems(args) -> None:
+    from sciops import problems
+
+    for name in problems.names():
+        cls = problems.problem_class(name)
+        print(f"{name}: {(cls.__doc__ or '').strip().splitlines()[0] if cls.__doc__ else ''}".rstrip(": "))
+        for p in cls.PARAMS:
+            default = "auto" if p.default is None else p.default
+            print(f"  {p.name:<14} default {default!s:<10} {p.allowed():<40} {p.doc}")
+
+
+def cmd_generate(args) -> None:
+    from sciops import problems
+    from sciops.datasets import generate
+
+    problem = problems.get(args.problem, **_key_values(args.param, "--param"))
+    path = generate(problem, args.n, args.output, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
+                    batch_size=args.batch_size, progress=None if not args.quiet else False)
+    print(f"wrote {path}")
+
+
+def cmd_info(args) -> None:
+    from sciops.datasets import describe
+
+    print(describe(args.file))
+
+
+def _train_config(args):
+    from sciops.training import TrainConfig, load_toml
+
+    hparams, training = load_toml(args.config) if args.config else ({}, {})
+    hparams.update({k: _json_value(v) for k, v in _key_values(args.set, "--set").items()})
+    for option in ("epochs", "loss", "batch_size", "lr", "seed", "device", "n_train"):
+        value = getattr(args, option)
+        if value is not None:
+            training[option] = value
+    return hparams, TrainConfig(**training)
+
+
+def cmd_train(args) -> None:
+    from sciops.training import train
+
+    hparams, config = _train_config(args)
+    summary = train(args.operator, args.data, args.output, hparams=hparams, config=config, resume=args.resume,
+                    progress=None if not args.quiet else False)
+    best = summary["best_val"]
+    print(f"trained {args.operator} into {args.output}: best epoch {summary['best_epoch']}/{summary['epochs']}, "
+          + ", ".join(f"val {k} {v:.4g}" for k, v in best.items())
+          + f", {summary['seconds_per_epoch']:.2f} s/epoch")
+
+
+def cmd_evaluate(args) -> None:
+    import sciops
+    from sciops.evaluation import evaluate, markdown, public, summary_line
+    from sciops.plotting import plot_comparison
+
+    surrogate = sciops.load(args.run_dir, device=args.device)
+    fresh = args.fresh if args.data is None and args.fresh is not None else (None if args.data else 50)
+    report = evaluate(surrogate, fresh=fresh, data=args.data)
+    if args.plot:
+        plot_comparison(report, args.plot)
+    if args.report:
+        from sciops.checkpoint import atomic_write
+
+        text = markdown(report) if args.report.endswith(".md") else json.dumps(public(report), indent=2) + "\n"
+        atomic_write(Path(args.report), lambda f: f.write(text.encode()))
+    print(summary_line(report))
+
+
+def cmd_demo(args) -> None:
+    from sciops.demo import run_demo
+
+    run_demo(Path(args.output), quick=args.quick, progress=None if not args.quiet else False)
+
+
+# --- parser ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from sciops import __version__
+
+    parser = _Parser(prog="sciops", description="Reference PDE solvers, HDF5 datasets and neural operators "
+                     "checked against their solvers.")
+    parser.add_argument("--version", action="version", version=f"sciops {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+
+    p = sub.add_parser("problems", help="list problems and their parameters")
+    p.set_defaults(func=cmd_problems)
+
+    p = sub.add_parser("generate", help="generate an HDF5 dataset with a reference solver")
+    p.add_argument("problem", help="problem name (see `sciops problems`)")
+    p.add_argument("-n", type=int, required=True, help="number of samples")
+    p.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    p.add_argument("--seed", type=int, default=0, help="base seed; sample i depends only on (seed, i)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="problem parameter (repeatable)")
+    p.add_argument("--batch-size", type=int, default=None, help="samples solved and written per batch")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted generation")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("info", help="describe a dataset file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_info)
+
+    from sciops import operators
+
+    ops = "\n".join(f"  {name}: " + ", ".join(f"{k}={v!r}" for k, v in operators.hyperparameters(name).items())
+                    for name in operators.names())
+    p = sub.add_parser("train", help="train an operator on a dataset",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"operators and their hyperparameters (set with --set or [operator] in --config):\n{ops}")
+    p.add_argument("operator", help="operator name: " + ", ".join(operators.names()))
+    p.add_argument("--data", required=True, help="training dataset (HDF5)")
+    p.add_argument("-o", "--output", required=True, help="run directory")
+    p.add_argument("--config", help="TOML file with [operator] and [training] tables")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="operator hyperparameter (repeatable)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--loss", help="training loss: l2, l1, h1, h-1, h0.5, ... (default h1)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--n-train", type=int, help="train on the first N samples only")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="compare a trained operator with its reference solver")
+    p.add_argument("run_dir")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--data", help="evaluate on a stored dataset")
+    group.add_argument("--fresh", type=int, help="evaluate on N freshly sampled inputs (default 50)")
+    p.add_argument("--plot", help="write a PNG figure of a typical sample")
+    p.add_argument("--report", help="write the report (.md for markdown, else JSON)")
+    p.add_argument("--device", help="device for the surrogate (default: CUDA if present)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="generate, train, evaluate and report on the default Darcy problem")
+    p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")
+    p.add_argument("--quick", action="store_true", help="a smaller run that finishes in seconds (for smoke tests)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.verb is None:
+            parser.print_help()
+            return 2
+        args.func(args)
+        return 0
+    except UsageError as exc:
+        print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
+        return 2
+    except USER_ERRORS as exc:
+        print(f"sciops: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sciops: interrupted (rerun with --resume to continue)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Lp and Sobolev H^s norms of fields on regular grids, as training losses and metrics.
+
+All losses take channel-first tensors (batch, channels, *space) and return the batch mean of
+the per-sample (relative by default) error ``||pred - target|| / ||target||``; the norm is taken
+jointly over channels and space.
+
+Geometry decides the quadrature and the spectral basis:
+
+* ``"periodic"`` grids x_i = i L / n: rectangle rule (exact for trigonometric polynomials) and
+  ``||u||_{H^s}^2 = L^d sum_k (1 + 4 pi^2 |k / L|^2)^s |u_k|^2`` with u_k the normalised DFT
+  coefficients (Parseval), for any real s, negative included.
+* ``"bounded"`` vertex grids x_i = i L / (n - 1): trapezoid rule for Lp. For H^s each dimension is
+  extended evenly (mirror without repeating the end points) to a periodic grid of length 2 L and the
+  periodic norm above is taken, divided by 2^d. This is the norm of the cosine (Neumann
+  eigenfunction) expansion: at s = 0 it equals the trapezoid L2 norm exactly, and for
+  -3/2 < s < 3/2 it is equivalent to the H^s norm on the box (the even extension of an H^s function
+  stays H^s there), so "h1" is an H1 norm that needs no one-sided differences at the boundary.
+
+Names accepted by :func:`make_loss`: ``"l2"``, ``"l1"``, ``"lp:3"`` (any p >= 1), ``"h1"``,
+``"h-1"``, ``"h0.5"`` (any real s); prefix ``"abs-"`` for absolute instead of relative errors.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import nn
+
+from sciops.layers.grid import GEOMETRIES
+
+_EPS = 1e-12
+
+
+def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+    if pred.dim() < 3:
+        raise ValueError(f"expected (batch, channels, *space), got shape {tuple(pred.shape)}")
+
+
+def _reduce(err: torch.Tensor, ref: torch.Tensor, relative: bool, reduction: str) -> torch.Tensor:
+    value = err / ref.clamp_min(_EPS) if relative else err
+    return {"mean": value.mean, "sum": value.sum, "none": lambda: value}[reduction]()
+
+
+class LpLoss(nn.Module):
+    """Relative (or absolute) Lp error with trapezoid (bounded) or rectangle (periodic) weights."""
+
+    def __init__(self, p: float = 2.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
+                 relative: bool = True, reduction: str = "mean"):
+        super().__init__()
+        if p < 1:
+            raise ValueError(f"p must be >= 1, got {p}")
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        self.p, self.geometry, self.extent, self.relative, self.reduction = p, geometry, extent, relative, reduction
+
+    def _weights(self, sizes: tuple[int, ...], device, dtype) -> torch.Tensor:
+        extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * len(sizes)
+        weights = []
+        for n, length in zip(sizes, extents):
+            if self.geometry == "periodic":
+                w = torch.full((n,), length / n, device=device, dtype=dtype)
+            else:
+                w = torch.full((n,), length / (n - 1), device=device, dtype=dtype)
+                w[0] = w[-1] = 0.5 * length / (n - 1)
+            weights.append(w)
+        grid = weights[0]
+        for w in weights[1:]:
+            grid = grid[..., None] * w
+        return grid
+
+    def norm(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-sample Lp norm, shape (batch,)."""
+        w = self._weights(tuple(u.shape[2:]), u.device, u.dtype)
+        return (w * u.abs() ** self.p).flatten(1).sum(1) ** (1.0 / self.p)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check(pred, target)
+        return _reduce(self.norm(pred - target), self.norm(target), self.relative, self.reduction)
+
+
+class SobolevLoss(nn.Module):
+    """Relative (or absolute) H^s error for any real s, computed spectrally (see module docstring)."""
+
+    def __init__(self, s: float = 1.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
+                 relative: bool = True, reduction: str = "mean"):
+        super().__init__()
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        self.s, self.geometry, self.extent, self.relative, self.reduction = s, geometry, extent, relative, reduction
+        self._cache: dict = {}
+
+    @staticmethod
+    def even_extension(u: torch.Tensor, dim: int) -> torch.Tensor:
+        """Mirror a vertex-grid dimension of n points into a periodic one of 2 (n - 1) points."""
+        n = u.shape[dim]
+        inner = u.narrow(dim, 1, n - 2).flip(dim)
+        return torch.cat([u, inner], dim=dim)
+
+    def _spectral_weights(self, sizes: tuple[int, ...], lengths: tuple[float, ...], device, dtype) -> torch.Tensor:
+        key = (sizes, lengths, device, dtype)
+        if key not in self._cache:
+            k2 = 0.0
+            for i, (n, length) in enumerate(zip(sizes, lengths)):
+                freq = torch.fft.rfftfreq(n, d=1.0 / n) if i == len(sizes) - 1 else torch.fft.fftfreq(n, d=1.0 / n)
+                shape = [1] * len(sizes)
+                shape[i] = -1
+                k2 = k2 + (freq.to(device=device, dtype=dtype) / length).reshape(shape) ** 2
+            weight = (1.0 + 4.0 * math.pi ** 2 * k2) ** self.s
+            # rfft stores each conjugate pair once: double every column but k=0 (and the even Nyquist).
+            weight = weight.clone()
+            last = sizes[-1]
+            double = torch.full((last // 2 + 1,), 2.0, device=device, dtype=dtype)
+            double[0] = 1.0
+            if last % 2 == 0:
+                double[-1] = 1.0
+            self._cache[key] = weight * double
+        return self._cache[key]
+
+    def norm(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-sample H^s norm, shape (batch,)."""
+        ndim = u.dim() - 2
+        extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * ndim
+        if self.geometry == "bounded":
+            for d in range(2, u.dim()):
+                u = self.even_extension(u, d)
+            extents = tuple(2.0 * e for e in extents)
+        sizes = tuple(u.shape[2:])
+        coeffs = torch.fft.rfftn(u, dim=tuple(range(2, u.dim())), norm="forward")
+        weights = self._spectral_weights(sizes, tuple(extents), u.device, u.real.dtype)
+        squared = (weights * coeffs.abs() ** 2).flatten(1).sum(1) * math.prod(extents)
+        if self.geometry == "bounded":
+            squared = squared / 2 ** ndim
+        return squared.sqrt()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check(pred, target)
+        return _reduce(self.norm(pred - target), self.norm(target), self.relative, self.reduction)
+
+
+_NAME = re.compile(r"^(?P<abs>abs-)?(?:(?P<l>l)(?P<p>\d+(?:\.\d+)?)|lp:(?P<lp>\d+(?:\.\d+)?)|h(?P<s>-?\d+(?:\.\d+)?))$")
+
+
+def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0) -> nn.Module:
+    """Build a loss from its name (see module docstring); ValueError for an unknown name."""
+    match = _NAME.match(name.strip().lower())
+    if match is None:
+        raise ValueError(f"unknown loss {name!r}; expected l1, l2, lp:P, or h<s> such as h1, h-1, h0.5 "
+                         "(prefix abs- for absolute errors)")
+    relative = match["abs"] is None
+    if match["s"] is not None:
+        return SobolevLoss(float(match["s"]), geometry=geometry, extent=extent, relative=relative)
+    return LpLoss(float(match["p"] or match["lp"]), geometry=geometry, extent=extent, relative=relative)

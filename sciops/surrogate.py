@@ -1,0 +1,109 @@
+"""The Surrogate: a trained operator used exactly where ``problem.solve`` was used.
+
+``sciops.load(run_dir)`` returns a :class:`Surrogate`. ``surrogate.solve(inputs)`` (or
+``surrogate(inputs)``) takes and returns what the problem's ``solve`` does: a bare array of shape
+(batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
+arrays otherwise. numpy in gives numpy out (float32, computed without gradients); torch in gives
+torch out on the input's device, differentiable if grad mode is on. Normalisation is inside.
+The operator runs on the input's grid, so any resolution the operator supports is served.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sciops import checkpoint as ckpt
+from sciops.training.trainer import build_model, resolve_device
+
+MIN_POINTS = 4  # per dimension: fewer cannot carry a field plus its boundary
+
+
+class Surrogate:
+    def __init__(self, model: torch.nn.Module, config: dict, device: torch.device):
+        self.model, self.config, self.device = model.eval(), config, device
+        self.inputs = config["fields"]["inputs"]
+        self.outputs = config["fields"]["outputs"]
+        self.ndim = config["operator"]["ndim"]
+        self._problem = None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "Surrogate":
+        path = ckpt.check_run_dir(path)
+        config = ckpt.load_json(path / ckpt.CONFIG)
+        missing = [k for k in ("operator", "problem", "fields", "normalization") if k not in config]
+        if missing:
+            raise ValueError(f"{path / ckpt.CONFIG} is incomplete: missing {missing[0]!r}")
+        device = resolve_device("auto") if device is None else torch.device(device)
+        model = build_model(config)
+        state = ckpt.load_tensors(path / ckpt.WEIGHTS, map_location="cpu")
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json ({first})") from None
+        return cls(model.to(device), config, device)
+
+    @property
+    def problem(self):
+        """The Problem this operator was trained for, rebuilt from the checkpoint."""
+        if self._problem is None:
+            from sciops import problems
+
+            self._problem = problems.get(self.config["problem"]["name"], **self.config["problem"]["params"])
+        return self._problem
+
+    def _to_tensor(self, inputs) -> tuple[torch.Tensor, bool, bool, torch.device | None]:
+        """Channel-first batch tensor, whether the input was one sample, torch or numpy, device."""
+        fields = inputs if isinstance(inputs, dict) else {self.inputs[0]: inputs}
+        if isinstance(inputs, dict):
+            missing = [k for k in self.inputs if k not in fields]
+            if missing:
+                raise ValueError(f"input field {missing[0]!r} missing; expected fields {self.inputs}")
+        elif len(self.inputs) != 1:
+            raise ValueError(f"this operator takes several input fields {self.inputs}: pass a dict")
+        arrays = [fields[k] for k in self.inputs]
+        is_torch = isinstance(arrays[0], torch.Tensor)
+        source_device = arrays[0].device if is_torch else None
+        tensors = [a if is_torch else torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in arrays]
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) != 1:
+            raise ValueError(f"input fields have different shapes {sorted(shapes)}")
+        shape = shapes.pop()
+        if len(shape) not in (self.ndim, self.ndim + 1):
+            raise ValueError(f"input of shape {shape} does not fit: expected (batch, {self.ndim} grid dims) "
+                             f"or ({self.ndim} grid dims)")
+        single = len(shape) == self.ndim
+        grid = shape[-self.ndim:]
+        if min(grid) < MIN_POINTS:
+            raise ValueError(f"grid {grid} is too small: this operator needs at least {MIN_POINTS} points per dimension")
+        x = torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-self.ndim - 1)
+        if single:
+            x = x.unsqueeze(0)
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero()[0].item()
+            raise ValueError(f"input sample {bad} contains NaN or Inf")
+        return x, single, is_torch, source_device
+
+    def solve(self, inputs, batch_size: int = 64):
+        """Predict outputs for ``inputs`` (see module docstring)."""
+        x, single, is_torch, source_device = self._to_tensor(inputs)
+        if is_torch:
+            y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        else:
+            with torch.inference_mode():
+                y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        if single:
+            y = y[0]
+        channel_dim = -self.ndim - 1
+        out = {name: y.select(channel_dim, c) for c, name in enumerate(self.outputs)}
+        out = {k: (v.to(source_device) if is_torch else v.cpu().numpy()) for k, v in out.items()}
+        return out if len(out) > 1 else out[self.outputs[0]]
+
+    __call__ = solve
+
+    def __repr__(self) -> str:
+        op = self.config["operator"]
+        return (f"Surrogate({op['name']} for {self.config['problem']['name']}, "
+                f"{op.get('parameters', '?')} parameters, device={self.device})")

@@ -1,0 +1,81 @@
+"""Training settings and their TOML form.
+
+A config file has two optional tables::
+
+    [operator]            # hyperparameters of the operator (see `sciops train OP --help`)
+    modes = 12
+    width = 32
+
+    [training]            # fields of TrainConfig
+    epochs = 40
+    loss = "h1"
+
+Command-line options override the file; the file overrides the defaults below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEDULERS = ("onecycle", "cosine", "step", "none")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 5e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "onecycle"
+    loss: str = "h1"
+    metrics: list[str] = field(default_factory=lambda: ["l2", "h1"])
+    select: str = "l2"  # validation metric that picks the best checkpoint
+    val_fraction: float = 0.1
+    n_train: int | None = None  # use only the first n_train samples (after the validation split)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}"),
+            (0.0 < self.val_fraction < 1.0, "val_fraction must be in (0, 1)"),
+            (self.select in self.metrics, f"select ({self.select!r}) must be one of metrics {self.metrics}"),
+            (self.n_train is None or self.n_train >= 1, "n_train must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"training config: {message}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def load_toml(path: str | Path) -> tuple[dict, dict]:
+    """(operator hyperparameters, training settings) from a TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - {"operator", "training"})
+    if unknown:
+        raise ValueError(f"{path}: unknown table [{unknown[0]}]; expected [operator] and [training]")
+    training = data.get("training", {})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(training) - fields)
+    if bad:
+        raise ValueError(f"{path}: unknown training setting {bad[0]!r}; expected one of {', '.join(sorted(fields))}")
+    return data.get("operator", {}), training

@@ -1,0 +1,235 @@
+"""Supervised training of an operator on a sciops dataset, with exact resume.
+
+Algorithm: AdamW with a learning-rate schedule (one-cycle by default, stepped per batch), the
+training loss from :mod:`sciops.losses` on raw targets through the normalised model, validation
+on the last ``val_fraction`` of the file after every epoch, best weights kept by the ``select``
+metric.
+
+Determinism and resume: the model is initialised from ``seed``; the batch order of epoch e comes
+from a generator seeded with (seed, e). After every epoch ``state.pt`` (model, optimiser,
+scheduler, history) is replaced atomically and ``metrics.jsonl`` is rewritten from the history,
+so a run killed at any point and resumed with ``resume=True`` continues from the last completed
+epoch and ends with the same weights and the same metrics lines as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+import sciops
+from sciops import checkpoint as ckpt
+from sciops.datasets import open_dataset
+from sciops.losses import make_loss
+from sciops.normalization import NormalizedOperator, channel_stats
+from sciops.operators import build, hyperparameters
+from sciops.progress import progress
+from sciops.training.config import TrainConfig
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def build_model(config: dict) -> NormalizedOperator:
+    """The normalised operator described by a run's config.json (weights not loaded)."""
+    op = config["operator"]
+    operator = build(op["name"], in_channels=op["in_channels"], out_channels=op["out_channels"],
+                     ndim=op["ndim"], geometry=op["geometry"], **op["hyperparameters"])
+    norm = config["normalization"]
+    return NormalizedOperator(operator, norm["in_mean"], norm["in_std"], norm["out_mean"], norm["out_std"])
+
+
+def _make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=0.2, div_factor=10.0, final_div_factor=100.0)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if cfg.scheduler == "step":  # halve every quarter of the run, stepped per batch
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 4), gamma=0.5)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+class Trainer:
+    """Train ``operator`` on ``data`` into ``run_dir``; see module docstring."""
+
+    def __init__(self, operator: str, data: str | Path, run_dir: str | Path, *, hparams: dict | None = None,
+                 config: TrainConfig | None = None, progress: bool | None = None):
+        self.run_dir = Path(run_dir)
+        self.data_path = Path(data)
+        self.cfg = config or TrainConfig()
+        self.progress = progress
+        self.device = resolve_device(self.cfg.device)
+        self.dataset = open_dataset(self.data_path)
+        problem = self.dataset.problem
+        n = self.dataset.n_samples
+        self.n_val = max(1, round(self.cfg.val_fraction * n))
+        n_train = n - self.n_val
+        if self.cfg.n_train is not None:
+            if self.cfg.n_train > n_train:
+                raise ValueError(f"n_train={self.cfg.n_train} but {self.data_path} has only {n_train} "
+                                 f"training samples after holding out {self.n_val} for validation")
+            n_train = self.cfg.n_train
+        if n_train < 1:
+            raise ValueError(f"{self.data_path} has {n} samples: too few to hold out validation samples and train")
+        self.train_idx = torch.arange(n_train)
+        self.val_idx = torch.arange(n - self.n_val, n)
+        defaults = hyperparameters(operator)
+        unknown = sorted(set(hparams or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"operator {operator}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(defaults)}")
+        self.hparams = {**{k: v for k, v in defaults.items()}, **(hparams or {})}
+        x0, y0 = self.dataset.get_batch([0])
+        self.config = {
+            "sciops_version": sciops.__version__,
+            "operator": {"name": operator, "in_channels": x0.shape[1], "out_channels": y0.shape[1],
+                         "ndim": x0.dim() - 2, "geometry": problem.geometry, "hyperparameters": self.hparams},
+            "problem": {"name": problem.name, "params": problem.params},
+            "fields": {"inputs": self.dataset.input_fields, "outputs": self.dataset.output_fields,
+                       "units": {k: problem.fields[k].units for k in problem.fields}},
+            "data": {"path": str(self.data_path.resolve()), "seed": int(self.dataset.attrs["seed"]),
+                     "n_samples": n, "n_train": n_train, "n_val": self.n_val,
+                     "resolution": list(x0.shape[2:])},
+            "training": self.cfg.to_dict(),
+        }
+        self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
+        self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry)
+        self.metric_fns = {m: make_loss(m, geometry=problem.geometry) for m in self.cfg.metrics}
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def _stats(self) -> dict:
+        xs, ys = [], []
+        for start in range(0, len(self.train_idx), 256):
+            x, y = self.dataset.get_batch(self.train_idx[start:start + 256].tolist())
+            xs.append(x)
+            ys.append(y)
+        in_mean, in_std = channel_stats(torch.cat(xs))
+        out_mean, out_std = channel_stats(torch.cat(ys))
+        return {"in_mean": in_mean, "in_std": in_std, "out_mean": out_mean, "out_std": out_std}
+
+    def _batches(self, indices: torch.Tensor, shuffle_epoch: int | None):
+        if shuffle_epoch is not None:
+            indices = indices[torch.randperm(len(indices), generator=_epoch_generator(self.cfg.seed, shuffle_epoch))]
+        for start in range(0, len(indices), self.cfg.batch_size):
+            x, y = self.dataset.get_batch(indices[start:start + self.cfg.batch_size].tolist())
+            yield x.to(self.device), y.to(self.device)
+
+    @torch.no_grad()
+    def validate(self, model) -> dict[str, float]:
+        model.eval()
+        totals = {name: 0.0 for name in ["loss", *self.metric_fns]}
+        for x, y in self._batches(self.val_idx, None):
+            pred = model(x)
+            totals["loss"] += self.loss_fn(pred, y).item() * len(x)
+            for name, fn in self.metric_fns.items():
+                totals[name] += fn(pred, y).item() * len(x)
+        return {name: total / len(self.val_idx) for name, total in totals.items()}
+
+    # --- main loop --------------------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        state_path = self.run_dir / ckpt.STATE
+        if resume:
+            if not state_path.is_file():
+                raise ValueError(f"cannot resume: {state_path} not found (no completed epoch in {self.run_dir})")
+            saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
+            saved["operator"].pop("parameters", None)
+            saved["data"].pop("path", None)
+            mine = {**self.config, "data": {k: v for k, v in self.config["data"].items() if k != "path"}}
+            for key in ("operator", "problem", "training", "data"):
+                if saved[key] != mine[key]:
+                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's")
+            self.config["normalization"] = saved["normalization"]
+        else:
+            if (self.run_dir / ckpt.CONFIG).exists():
+                raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
+                                 "or choose another directory")
+            self.config["normalization"] = self._stats()
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = build_model(self.config).to(self.device)
+        self.config["operator"]["parameters"] = sum(p.numel() for p in model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(self.train_idx) / cfg.batch_size)
+        scheduler = _make_scheduler(optimizer, cfg, steps_per_epoch)
+        history: list[dict] = []
+        start_epoch = 0
+        if resume:
+            state = ckpt.load_tensors(state_path, map_location=self.device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = state["history"]
+            start_epoch = len(history)
+        else:
+            ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
+
+        best = min((h["val"][cfg.select] for h in history), default=float("inf"))
+        bar = progress(cfg.epochs, f"train {self.config['operator']['name']}", self.progress, interval=0.0)
+        bar.update(start_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            t0 = time.perf_counter()
+            total, count = 0.0, 0
+            for x, y in self._batches(self.train_idx, epoch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss_fn(model(x), y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
+                                             "lower the learning rate")
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                total += loss.item() * len(x)
+                count += len(x)
+            seconds = time.perf_counter() - t0
+            val = self.validate(model)
+            record = {"epoch": epoch + 1, "train_loss": total / count, "val": val,
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+            history.append(record)
+            if val[cfg.select] < best:
+                best = val[cfg.select]
+                ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
+            ckpt.save_tensors(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                           "scheduler": scheduler.state_dict(), "history": history})
+            self._write_metrics(history)
+            bar.set_postfix_str(f"loss {record['train_loss']:.4f} val {cfg.select} {val[cfg.select]:.4f} "
+                                f"best {best:.4f} ({seconds:.1f}s/epoch)")
+            bar.update(1)
+        bar.close()
+        summary = self._summary(history)
+        self.config["history"] = summary
+        ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
+        return summary
+
+    def _write_metrics(self, history: list[dict]) -> None:
+        text = "".join(json.dumps(h) + "\n" for h in history)
+        ckpt.atomic_write(self.run_dir / ckpt.METRICS, lambda f: f.write(text.encode()))
+
+    def _summary(self, history: list[dict]) -> dict:
+        select = self.cfg.select
+        best = min(history, key=lambda h: h["val"][select])
+        return {"epochs": len(history), "best_epoch": best["epoch"], "best_val": best["val"],
+                "final_train_loss": history[-1]["train_loss"],
+                "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),
+                "train_seconds": sum(h["seconds"] for h in history)}
+
+
+def train(operator: str, data: str | Path, run_dir: str | Path, *, hparams: dict | None = None,
+          config: TrainConfig | None = None, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train and return the history summary (also stored in config.json)."""
+    return Trainer(operator, data, run_dir, hparams=hparams, config=config, progress=progress).fit(resume=resume)
