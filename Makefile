@@ -1,0 +1,34 @@
+# Set-up and the two main jobs. `make demo` and `make test` each create .venv and install
+# everything first (idempotent). On the project's CPU machines `pip install torch==2.13.0`
+# resolves to the local CPU wheel; elsewhere set TORCH_SPEC (e.g. TORCH_SPEC=torch) or keep the
+# torch already in your environment with `make TORCH_SPEC= ...`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sciops-installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_SPEC),$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)")
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/sciops demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python scripts/bench_darcy_solver.py
+	$(BIN)/python scripts/bench_fno.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
