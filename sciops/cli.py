@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
         return 2
     except USER_ERRORS as exc:
-        print(f"sciops: error: {exc}", file=sys.stderr)
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
+        print(f"sciops: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sciops: interrupted (rerun with --resume to continue)", file=sys.stderr)

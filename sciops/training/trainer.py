@@ -73,6 +73,11 @@ class Trainer:
         self.cfg = config or TrainConfig()
         self.progress = progress
         self.device = resolve_device(self.cfg.device)
+        defaults = hyperparameters(operator)  # validates the operator name before any file is read
+        unknown = sorted(set(hparams or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"operator {operator}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(defaults)}")
+        self.hparams = {**defaults, **(hparams or {})}
         self.dataset = open_dataset(self.data_path)
         problem = self.dataset.problem
         n = self.dataset.n_samples
@@ -87,11 +92,6 @@ class Trainer:
             raise ValueError(f"{self.data_path} has {n} samples: too few to hold out validation samples and train")
         self.train_idx = torch.arange(n_train)
         self.val_idx = torch.arange(n - self.n_val, n)
-        defaults = hyperparameters(operator)
-        unknown = sorted(set(hparams or {}) - set(defaults))
-        if unknown:
-            raise ValueError(f"operator {operator}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(defaults)}")
-        self.hparams = {**{k: v for k, v in defaults.items()}, **(hparams or {})}
         x0, y0 = self.dataset.get_batch([0])
         self.config = {
             "sciops_version": sciops.__version__,
