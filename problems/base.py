@@ -57,11 +57,15 @@ class Param:
             return None
         if isinstance(value, str) and self.type is not str:
             value = self._parse(problem, value)
+            if value is None:  # "none" / "" for an optional parameter
+                return None
         try:
-            if self.type is int and (isinstance(value, bool) or float(value) != int(value)):
+            if isinstance(value, bool) and self.type is not bool:
+                raise TypeError
+            if self.type is int and float(value) != int(value):
                 raise TypeError
             cast = self.type(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(inf) raises OverflowError
             raise ValueError(f"{problem}: parameter {self.name}={value!r} is not valid; expected {self.allowed()}") from None
         if self.type is float and not np.isfinite(cast):
             raise ValueError(f"{problem}: parameter {self.name}={value!r} is not valid; expected {self.allowed()}")
