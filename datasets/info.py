@@ -1,0 +1,79 @@
+"""A human-readable summary of a dataset file, for ``sciops info``: :func:`describe`.
+
+Works on complete files, on incomplete ones and on ``.partial`` files being written or left by an
+interrupted run (it reports ``n_written / n_samples`` and the resume command). Raises the same
+errors as the readers for a missing file, a non-HDF5 file or an HDF5 file that is not a sciops
+dataset.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sciops.datasets import schema as S
+from sciops.datasets.h5io import open_read
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""  # pragma: no cover
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3g} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+def _kv(d) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    return ", ".join(f"{k}={v}" for k, v in d.items()) or "-"
+
+
+def describe(path: str | os.PathLike) -> str:
+    """A multi-line summary: problem, parameters, samples, fields, grid, solver, timings, size."""
+    path = Path(path)
+    with open_read(path, locking=not S.is_partial(path)) as h5:
+        attrs, fields = S.validate(h5, path, require_complete=False)
+        n, written = int(attrs[S.ATTR_N_SAMPLES]), int(attrs[S.ATTR_N_WRITTEN])
+        complete = bool(attrs[S.ATTR_COMPLETE]) and written >= n and not S.is_partial(path)
+        grid = {name: (ds[()], S.decode_value(ds.attrs.get("units", ""))) for name, ds in h5[S.GRID].items()} \
+            if S.GRID in h5 else {}
+        stored = {name: h5[S.FIELDS][name].id.get_storage_size() for name in fields}
+        compression = {name: h5[S.FIELDS][name].compression for name in fields}
+    lines = [f"{path}  ({_size(path.stat().st_size)})",
+             f"  problem    {attrs[S.ATTR_PROBLEM]}",
+             f"  params     {_kv(attrs[S.ATTR_PARAMS])}",
+             f"  seed       {attrs[S.ATTR_SEED]}",
+             f"  samples    {written} / {n} written, " + ("complete" if complete else "INCOMPLETE")]
+    if not complete:
+        lines.append(f"  resume     {S.resume_command(path, attrs)}")
+    lines.append(f"  schema     {attrs[S.ATTR_SCHEMA]} (written by sciops {attrs.get(S.ATTR_VERSION, '?')}, "
+                 f"created {attrs.get(S.ATTR_CREATED, '?')})")
+    solver = attrs.get(S.ATTR_SOLVER) or {}
+    if isinstance(solver, dict) and "name" in solver:
+        rest = {k: v for k, v in solver.items() if k != "name"}
+        lines.append(f"  solver     {solver['name']}" + (f" ({_kv(rest)})" if rest else ""))
+    else:
+        lines.append(f"  solver     {_kv(solver)}")
+    solve_s, wall_s = attrs.get(S.ATTR_SOLVE_SECONDS), attrs.get(S.ATTR_WALL_SECONDS)
+    if solve_s is not None and wall_s is not None:
+        per = f", {1e3 * solve_s / written:.3g} ms/sample" if written else ""
+        lines.append(f"  timings    solver {_seconds(solve_s)}{per}; generation wall time {_seconds(wall_s)}")
+    lines.append("  fields")
+    width = max((len(f) for f in fields), default=0)
+    for name, f in fields.items():
+        raw = f.sample_bytes * f.shape[0]
+        ratio = f", {compression[name]} {raw / stored[name]:.1f}x" if stored[name] and compression[name] else ""
+        desc = f"  {f.description}" if f.description else ""
+        lines.append(f"    {name:<{width}}  {f.role:<6}  {f.dtype} {f.shape}  dims ({', '.join(f.dims)})  "
+                     f"units {f.units!r}{ratio}{desc}")
+    if grid:
+        lines.append("  grid")
+        width = max(len(g) for g in grid)
+        for name, (coords, units) in grid.items():
+            span = f"[{coords.min():.6g}, {coords.max():.6g}]" if coords.size else "[]"
+            lines.append(f"    {name:<{width}}  {coords.size} points in {span}, units {units!r}")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+"""Streaming dataset generation with crash safety and resume: :func:`generate`.
+
+``generate(problem, n, path, seed=...)`` draws and solves samples ``0 .. n-1`` in batches with
+``problem.generate(batch, seed, start)`` and writes each batch to the schema-1 HDF5 file (see
+``sciops.datasets.schema``) before drawing the next, so memory does not grow with ``n``: one batch
+of inputs and outputs plus HDF5's chunk cache (one sample per chunk). Sample ``i`` depends only on
+``(seed, i)``, so the file does not depend on ``batch_size`` and a resumed run writes the same
+bytes of field data as an uninterrupted one.
+
+Crash safety. The file is written as ``<path>.partial`` in HDF5 SWMR mode (file format 1.10), which
+orders metadata writes so that the file on disk is consistent at every instant; each batch is
+written and flushed *before* ``n_written`` is advanced and flushed again. A killed run therefore
+leaves a ``.partial`` whose first ``n_written`` samples are complete. Only when all samples are
+written is ``complete`` set, the file closed and fsync-ed, and renamed to ``path`` with
+``os.replace`` (atomic), so ``path`` is always either absent or a complete dataset. While it runs,
+``generate`` holds an advisory lock on the ``.partial`` (see ``sciops.datasets.h5io``).
+
+Existing files:
+
+* ``path`` exists: ``overwrite=True`` replaces it (only once the new file is complete);
+  ``resume=True`` returns it untouched if it is a complete dataset of the same problem, parameters,
+  seed and ``n`` (a mismatch is a ``ValueError`` naming the differences); otherwise
+  :class:`~sciops.datasets.schema.DatasetExistsError` (a ``ValueError``).
+* ``<path>.partial`` exists: ``resume=True`` continues it from ``n_written`` after checking that it
+  belongs to the same problem name, parameters, seed and ``n`` (``ValueError`` naming what differs);
+  ``overwrite=True`` starts again; neither is a ``ValueError`` that says to pass one of them.
+  ``resume=True`` with no ``.partial`` simply generates, so ``--resume`` can always be passed.
+* No sample is stored before the file is in SWMR mode (datasets are created from the first batch's
+  shapes, then SWMR starts). A ``.partial`` killed before that point (its superblock says "open for
+  writing" without SWMR, so its metadata may be torn) holds nothing, and resuming starts it afresh.
+  A resumed file whose datasets exist is reopened directly in SWMR-write mode.
+* Timings accumulate over resumed runs (``solve_seconds``, ``wall_seconds``).
+
+A solver exception, or NaN/Inf in a sample (a ``ValueError`` naming the field, sample and seed),
+stops the run with the ``.partial`` closed cleanly at the last full batch, ready to resume.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sciops.datasets import schema as S
+from sciops.datasets.h5io import WriterLock, clear_write_flags, killed_before_swmr, open_read, open_swmr_write
+from sciops.datasets.progress import Progress
+from sciops.problems import Problem, get, sample_seed
+
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_BYTES = 256 * 2**20  # a default batch holds at most this much float32 field data
+
+
+def _version() -> str:
+    from sciops import __version__
+
+    return __version__
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def default_batch_size(problem: Problem) -> int:
+    """16 samples, fewer when a sample's fields are large (at most ~256 MiB of fields per batch)."""
+    try:
+        per_sample = sum(4 * int(np.prod(problem.field_shape(f)))
+                         for f in problem.input_fields + problem.output_fields)
+    except (KeyError, TypeError, AttributeError):  # a field dim without a grid coordinate
+        return DEFAULT_BATCH_SIZE
+    return max(1, min(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_BYTES // max(per_sample, 1)))
+
+
+def _identity(problem: Problem, n: int, seed: int) -> dict[str, Any]:
+    return {S.ATTR_PROBLEM: problem.name, S.ATTR_PARAMS: problem.params, S.ATTR_SEED: seed, S.ATTR_N_SAMPLES: n}
+
+
+def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
+    """What differs between a file's root attributes and the requested generation."""
+    out = []
+    if attrs.get(S.ATTR_PROBLEM) != identity[S.ATTR_PROBLEM]:
+        return [f"problem {attrs.get(S.ATTR_PROBLEM)!r} (requested {identity[S.ATTR_PROBLEM]!r})"]
+    stored = attrs.get(S.ATTR_PARAMS) or {}
+    wanted = json.loads(S.encode_json(identity[S.ATTR_PARAMS]))
+    for key in list(wanted) + [k for k in stored if k not in wanted]:
+        if key not in stored or key not in wanted or stored[key] != wanted[key]:
+            out.append(f"parameter {key}={stored.get(key, '<unset>')!r} (requested {wanted.get(key, '<unset>')!r})")
+    for key in (S.ATTR_SEED, S.ATTR_N_SAMPLES):
+        if attrs.get(key) != identity[key]:
+            label = "n" if key == S.ATTR_N_SAMPLES else key
+            out.append(f"{label}={attrs.get(key)!r} (requested {identity[key]!r})")
+    return out
+
+
+def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: int = 0, resume: bool = False,
+             overwrite: bool = False, batch_size: int | None = None, progress: bool | None = None) -> Path:
+    """Generate ``n`` samples of ``problem`` into the HDF5 dataset ``path``; return ``path``.
+
+    ``progress``: None shows a tqdm bar on a terminal and periodic lines otherwise, True always a
+    bar, False nothing. See the module docstring for ``resume`` and ``overwrite``.
+    """
+    if isinstance(problem, str):
+        problem = get(problem)
+    n = _check_int("n", n, 1)
+    seed = _check_int("seed", seed, 0)
+    batch_size = default_batch_size(problem) if batch_size is None else _check_int("batch_size", batch_size, 1)
+    path = Path(path)
+    if S.is_partial(path):
+        raise ValueError(f"{path}: the output name must not end in {S.PARTIAL_SUFFIX!r} (generate writes "
+                         f"to that name while it runs)")
+    partial = S.partial_path(path)
+    identity = _identity(problem, n, seed)
+
+    if path.exists() and not overwrite:
+        if not resume:
+            raise S.DatasetExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        _check_final(path, identity)
+        return path
+    has_partial = partial.exists() and partial.stat().st_size > 0
+    if has_partial and not (resume or overwrite):
+        raise ValueError(f"{partial} exists from an interrupted run; pass resume=True (--resume) to continue "
+                         f"it, or overwrite=True (--overwrite) to start again")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = WriterLock(partial).acquire()
+    h5 = None
+    try:
+        if has_partial and resume and not killed_before_swmr(partial):
+            h5 = _open_for_resume(partial, identity, problem)
+        else:  # fresh, overwrite, or a .partial killed before it stored its first sample
+            h5 = _create(partial, problem, n, seed)
+        _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name)
+        h5.attrs.modify(S.ATTR_COMPLETE, True)
+        h5.flush()
+        h5.close()
+        h5 = None
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    finally:
+        if h5 is not None:
+            try:
+                h5.close()
+            except Exception:  # never hide the error that got us here
+                pass
+        lock.release()
+    return path
+
+
+def _check_final(path: Path, identity: dict[str, Any]) -> None:
+    """``resume=True`` on an existing output: fine if it is the complete dataset that was asked for."""
+    with open_read(path) as h5:
+        try:
+            attrs, _ = S.validate(h5, path)
+        except S.IncompleteDatasetError:
+            raise S.DatasetExistsError(f"{path} exists but is incomplete; pass overwrite=True (--overwrite) "
+                                       f"to replace it") from None
+    diffs = _differences(attrs, identity)
+    if diffs:
+        raise S.DatasetExistsError(f"{path} exists with different settings: {'; '.join(diffs)}; pass "
+                                   f"overwrite=True (--overwrite) to replace it")
+
+
+def _open_for_resume(partial: Path, identity: dict[str, Any], problem: Problem) -> h5py.File:
+    try:
+        with open_read(partial, locking=False) as h5:
+            attrs, fields = S.validate(h5, partial, require_complete=False)
+    except ValueError as exc:
+        raise ValueError(f"cannot resume {partial}: {exc}; pass overwrite=True (--overwrite) to start "
+                         f"again") from None
+    diffs = _differences(attrs, identity)
+    if diffs:
+        raise ValueError(f"cannot resume {partial}: it holds {'; '.join(diffs)}; pass overwrite=True "
+                         f"(--overwrite) to start again with the new settings")
+    if attrs.get(S.ATTR_VERSION) != _version():
+        warnings.warn(f"{partial} was started by sciops {attrs.get(S.ATTR_VERSION)} and is resumed by sciops "
+                      f"{_version()}; its samples may differ from an uninterrupted run", stacklevel=3)
+    clear_write_flags(partial)  # left set by a killed SWMR writer; we hold the writer lock
+    try:
+        if all(name in fields for name in problem.input_fields + problem.output_fields):
+            return open_swmr_write(partial, S.LIBVER)
+        # the first batch never got written (n_written is 0): datasets still to create, then SWMR
+        return h5py.File(partial, "r+", libver=S.LIBVER, locking=False)
+    except OSError as exc:
+        raise ValueError(f"cannot resume {partial}: HDF5 cannot open it for writing ({exc}); pass "
+                         f"overwrite=True (--overwrite) to start again") from None
+
+
+def _create(partial: Path, problem: Problem, n: int, seed: int) -> h5py.File:
+    h5 = h5py.File(partial, "w", libver=S.LIBVER, locking=False)
+    a = h5.attrs
+    a[S.ATTR_SCHEMA] = np.int64(S.SCHEMA_VERSION)
+    a[S.ATTR_PROBLEM] = problem.name
+    a[S.ATTR_PARAMS] = S.encode_json(problem.params)
+    a[S.ATTR_VERSION] = _version()
+    a[S.ATTR_SEED] = np.int64(seed)
+    a[S.ATTR_N_SAMPLES] = np.int64(n)
+    a[S.ATTR_N_WRITTEN] = np.int64(0)
+    a[S.ATTR_COMPLETE] = False
+    a[S.ATTR_SOLVER] = S.encode_json(problem.solver_info)
+    a[S.ATTR_CREATED] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    a[S.ATTR_SOLVE_SECONDS] = 0.0
+    a[S.ATTR_WALL_SECONDS] = 0.0
+    a[S.ATTR_INPUT_FIELDS] = S.encode_json(problem.input_fields)
+    a[S.ATTR_OUTPUT_FIELDS] = S.encode_json(problem.output_fields)
+    grid = h5.create_group(S.GRID, track_order=True)
+    for name, coords in problem.grid.items():
+        ds = grid.create_dataset(name, data=np.asarray(coords, dtype=np.float64))
+        ds.attrs["units"] = problem.grid_units.get(name, "")
+    h5.create_group(S.FIELDS, track_order=True)
+    samples = h5.create_group(S.SAMPLES)
+    samples.create_dataset("seed", (n,), dtype=np.uint64)
+    samples.create_dataset("index", (n,), dtype=np.int64, fillvalue=-1)
+    h5.flush()
+    return h5
+
+
+def _field_dims(problem: Problem, name: str, arr: np.ndarray) -> tuple[str, ...]:
+    field = problem.fields[name]
+    dims = tuple(field.dims)
+    if arr.ndim == len(dims) + 2:
+        dims = dims + (S.CHANNEL_DIM,)
+    elif arr.ndim != len(dims) + 1:
+        raise ValueError(f"{problem.name}: field {name!r} came back with shape {arr.shape}; expected "
+                         f"(batch, {', '.join(field.dims)}[, channel])")
+    for dim, size in zip(dims, arr.shape[1:]):
+        if dim in problem.grid and len(problem.grid[dim]) != size:
+            raise ValueError(f"{problem.name}: field {name!r} has {size} points along {dim!r}; its grid has "
+                             f"{len(problem.grid[dim])}")
+    return (S.SAMPLE_DIM,) + dims
+
+
+def _ensure_fields(h5: h5py.File, problem: Problem, arrays: dict[str, np.ndarray], n: int) -> None:
+    """Create the field datasets from the first batch's shapes, then switch to SWMR mode."""
+    group = h5[S.FIELDS]
+    for name, arr in arrays.items():
+        if name in group:
+            if group[name].shape[1:] != arr.shape[1:]:
+                raise ValueError(f"{problem.name}: field {name!r} has sample shape {arr.shape[1:]}; the file "
+                                 f"holds {group[name].shape[1:]}")
+            continue
+        dims = _field_dims(problem, name, arr)
+        field = problem.fields[name]
+        ds = group.create_dataset(name, shape=(n,) + arr.shape[1:], dtype=S.FIELD_DTYPE,
+                                  chunks=(1,) + arr.shape[1:], fillvalue=np.nan, **S.COMPRESSION)
+        ds.attrs["dims"] = S.encode_json(list(dims))
+        ds.attrs["units"] = field.units
+        ds.attrs["role"] = field.role
+        ds.attrs["description"] = field.description
+    if not h5.swmr_mode:
+        h5.flush()
+        h5.swmr_mode = True
+
+
+def _batch_arrays(problem: Problem, inputs, outputs, count: int, start: int, seed: int) -> dict[str, np.ndarray]:
+    arrays = {**problem.as_field_dict(inputs, "input"), **problem.as_field_dict(outputs, "output")}
+    expected = problem.input_fields + problem.output_fields
+    if sorted(arrays) != sorted(expected):
+        raise ValueError(f"{problem.name}.generate returned fields {sorted(arrays)}; expected {sorted(expected)}")
+    out = {}
+    for name in expected:
+        arr = np.asarray(arrays[name])
+        if arr.ndim == 0 or arr.shape[0] != count:
+            raise ValueError(f"{problem.name}.generate returned {name!r} with shape {arr.shape}; expected "
+                             f"{count} samples first")
+        arr = arr.astype(S.FIELD_DTYPE, copy=False)
+        finite = np.isfinite(arr.reshape(count, -1)).all(axis=1)
+        if not finite.all():
+            j = int(np.argmin(finite))
+            raise ValueError(f"{problem.name}: field {name!r} of sample {start + j} (sample seed "
+                             f"{sample_seed(seed, start + j)}) contains NaN or Inf")
+        out[name] = arr
+    return out
+
+
+def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_size: int,
+                   progress: bool | None, desc: str) -> None:
+    attrs = h5.attrs
+    start = int(attrs[S.ATTR_N_WRITTEN])
+    solve_total = float(attrs[S.ATTR_SOLVE_SECONDS])
+    wall_before = float(attrs[S.ATTR_WALL_SECONDS])
+    t0 = time.perf_counter()
+    with Progress(n, start, desc=desc, mode=progress) as bar:
+        for lo in range(start, n, batch_size):
+            hi = min(n, lo + batch_size)
+            inputs, outputs, seconds = problem.generate(hi - lo, seed, lo)
+            arrays = _batch_arrays(problem, inputs, outputs, hi - lo, lo, seed)
+            _ensure_fields(h5, problem, arrays, n)
+            for name, arr in arrays.items():
+                h5[S.FIELDS][name][lo:hi] = arr
+            h5[S.SAMPLE_SEED][lo:hi] = np.array([sample_seed(seed, i) for i in range(lo, hi)], dtype=np.uint64)
+            h5[S.SAMPLE_INDEX][lo:hi] = np.arange(lo, hi, dtype=np.int64)
+            h5.flush()  # the data first ...
+            solve_total += float(seconds)
+            attrs.modify(S.ATTR_N_WRITTEN, np.int64(hi))  # ... then the count that vouches for it
+            attrs.modify(S.ATTR_SOLVE_SECONDS, solve_total)
+            attrs.modify(S.ATTR_WALL_SECONDS, wall_before + time.perf_counter() - t0)
+            h5.flush()
+            bar.update(hi - lo)
+    attrs.modify(S.ATTR_WALL_SECONDS, wall_before + time.perf_counter() - t0)
+

@@ -1,0 +1,43 @@
+"""An ``xarray.Dataset`` view of a sciops HDF5 dataset: :func:`open_xarray`.
+
+Every field becomes a data variable with the dims of its ``dims`` attribute (``sample`` first, e.g.
+``("sample", "y", "x")``) and attributes ``units``, ``role``, ``description``. Coordinates: each
+``grid/<coord>`` array (attribute ``units``), ``sample`` (the sample index) and ``seed`` (uint64
+per-sample seed, along ``sample``). The root attributes become ``Dataset.attrs``, with JSON-valued
+ones decoded (``problem_params`` and ``solver`` are dicts, so write the result with
+``to_netcdf`` only after re-encoding those two as strings).
+
+The data are read eagerly into numpy with h5py (no dask dependency): fine for inspection and
+plotting; use :func:`sciops.datasets.open_dataset` (lazy mode) to stream files larger than memory.
+Incomplete files are refused unless ``allow_incomplete=True``, which returns the first
+``n_written`` samples.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import xarray as xr
+
+from sciops.datasets import schema as S
+from sciops.datasets.h5io import open_read
+
+
+def open_xarray(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
+    """Read a sciops dataset as an ``xarray.Dataset`` with named dims and coordinates."""
+    with open_read(path, locking=not S.is_partial(path)) as h5:
+        attrs, fields = S.validate(h5, path, require_complete=not allow_incomplete)
+        n = int(attrs[S.ATTR_N_WRITTEN]) if allow_incomplete else int(attrs[S.ATTR_N_SAMPLES])
+        coords = {}
+        if S.GRID in h5:
+            for name, ds in h5[S.GRID].items():
+                coords[name] = xr.Variable((name,), ds[()], attrs={"units": S.decode_value(ds.attrs.get("units", ""))})
+        coords[S.SAMPLE_DIM] = xr.Variable((S.SAMPLE_DIM,), np.arange(n, dtype=np.int64))
+        if S.SAMPLE_SEED in h5:
+            coords["seed"] = xr.Variable((S.SAMPLE_DIM,), np.asarray(h5[S.SAMPLE_SEED][:n], dtype=np.uint64))
+        data_vars = {}
+        for name, info in fields.items():
+            data_vars[name] = xr.Variable(info.dims, h5[S.FIELDS][name][:n],
+                                          attrs={"units": info.units, "role": info.role,
+                                                 "description": info.description})
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
