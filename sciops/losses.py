@@ -39,6 +39,12 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected (batch, channels, *space), got shape {tuple(pred.shape)}")
 
 
+def _root(total: torch.Tensor, p: float) -> torch.Tensor:
+    """total ** (1 / p) with a zero (not NaN) gradient where total == 0, i.e. at an exact fit."""
+    positive = total > 0
+    return torch.where(positive, torch.where(positive, total, torch.ones_like(total)) ** (1.0 / p), 0.0)
+
+
 def _reduce(err: torch.Tensor, ref: torch.Tensor, relative: bool, reduction: str) -> torch.Tensor:
     value = err / ref.clamp_min(_EPS) if relative else err
     return {"mean": value.mean, "sum": value.sum, "none": lambda: value}[reduction]()
@@ -74,7 +80,7 @@ class LpLoss(nn.Module):
     def norm(self, u: torch.Tensor) -> torch.Tensor:
         """Per-sample Lp norm, shape (batch,)."""
         w = self._weights(tuple(u.shape[2:]), u.device, u.dtype)
-        return (w * u.abs() ** self.p).flatten(1).sum(1) ** (1.0 / self.p)
+        return _root((w * u.abs() ** self.p).flatten(1).sum(1), self.p)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check(pred, target)
@@ -133,7 +139,7 @@ class SobolevLoss(nn.Module):
         squared = (weights * coeffs.abs() ** 2).flatten(1).sum(1) * math.prod(extents)
         if self.geometry == "bounded":
             squared = squared / 2 ** ndim
-        return squared.sqrt()
+        return _root(squared, 2.0)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         _check(pred, target)
