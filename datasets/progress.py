@@ -1,4 +1,4 @@
-"""Progress reporting for long loops over samples.
+"""Progress reporting for long loops (samples, epochs); used by every layer above this one too.
 
 ``Progress(total, initial=0, desc=..., mode=None)``: ``mode=None`` picks a tqdm bar when stderr is
 a terminal and plain periodic lines otherwise (logs of batch jobs stay readable: one line about
@@ -28,6 +28,7 @@ class Progress:
             mode = "off"
         self.mode = mode
         self._bar = None
+        self.postfix = ""
         self._t0 = self._last_t = time.perf_counter()
         self._start_n = self._last_n = self.n
         if mode == "bar":
@@ -49,7 +50,13 @@ class Progress:
         text = f"{self.desc}: {self.n}/{self.total} {self.unit}s ({pct:.0f}%), {elapsed:.1f} s"
         if 0 < done and self.n < self.total:
             text += f", ~{elapsed / done * (self.total - self.n):.0f} s left"
-        return text
+        return f"{text}  {self.postfix}" if self.postfix else text
+
+    def set_postfix_str(self, text: str) -> None:
+        """Extra status (a loss, say) shown after the counts."""
+        self.postfix = text
+        if self._bar is not None:
+            self._bar.set_postfix_str(text, refresh=False)
 
     def update(self, k: int) -> None:
         self.n += int(k)

@@ -99,7 +99,7 @@ def cmd_evaluate(args) -> None:
     from sciops.plotting import plot_comparison
 
     surrogate = sciops.load(args.run_dir, device=args.device)
-    fresh = args.fresh if args.data is None and args.fresh is not None else (None if args.data else 50)
+    fresh = None if args.data else (args.fresh or 50)
     report = evaluate(surrogate, fresh=fresh, data=args.data)
     if args.plot:
         plot_comparison(report, args.plot)

@@ -19,7 +19,7 @@ import torch
 
 from sciops.losses import LpLoss, SobolevLoss
 from sciops.problems import sample_seed
-from sciops.progress import progress
+from sciops.datasets.progress import Progress
 
 FRESH_SEED_OFFSET = 7_919  # base seed of fresh samples = training seed + offset (+1 until disjoint)
 
@@ -77,7 +77,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
             raise ValueError(f"fresh must be >= 1, got {fresh}")
         seed = fresh_seed(config, fresh)
         ins, outs, solve_seconds = [], [], 0.0
-        bar = progress(fresh, "reference solves", progress_enabled)
+        bar = Progress(fresh, desc="reference solves", mode=progress_enabled)
         for start in range(0, fresh, batch):
             k = min(batch, fresh - start)
             i, o, seconds = problem.generate(k, seed, start)

@@ -5,6 +5,12 @@ training loss from :mod:`sciops.losses` on raw targets through the normalised mo
 on the last ``val_fraction`` of the file after every epoch, best weights kept by the ``select``
 metric.
 
+Operator-defined losses: an operator class with a method ``training_loss(x, y, *, problem)``
+(for example DGNO's label-free weak-form physics) is trained on that scalar instead. It receives
+raw inputs, and the labels only if its ``uses_labels`` attribute is true (else ``y=None``); its
+normalisation statistics are the identity, computed from no data. Validation metrics stay the
+supervised ones against the stored labels, so accuracy is measured the same way for every operator.
+
 Determinism and resume: the model is initialised from ``seed``; the batch order of epoch e comes
 from a generator seeded with (seed, e). After every epoch ``state.pt`` (model, optimiser,
 scheduler, history) is replaced atomically and ``metrics.jsonl`` is rewritten from the history,
@@ -25,8 +31,8 @@ from sciops import checkpoint as ckpt
 from sciops.datasets import open_dataset
 from sciops.losses import make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
-from sciops.operators import build, hyperparameters
-from sciops.progress import progress
+from sciops.operators import build, hyperparameters, operator_class
+from sciops.datasets.progress import Progress
 from sciops.training.config import TrainConfig
 
 
@@ -111,6 +117,12 @@ class Trainer:
 
     # --- pieces -----------------------------------------------------------------------------------
     def _stats(self) -> dict:
+        if hasattr(operator_class(self.config["operator"]["name"]), "training_loss"):
+            # an operator with its own training_loss gets raw inputs (and labels only if its
+            # uses_labels is true) and carries its own scales: identity statistics, computed from no data
+            c_in, c_out = self.config["operator"]["in_channels"], self.config["operator"]["out_channels"]
+            return {"in_mean": [0.0] * c_in, "in_std": [1.0] * c_in,
+                    "out_mean": [0.0] * c_out, "out_std": [1.0] * c_out}
         xs, ys = [], []
         for start in range(0, len(self.train_idx), 256):
             x, y = self.dataset.get_batch(self.train_idx[start:start + 256].tolist())
@@ -179,15 +191,20 @@ class Trainer:
             ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
 
         best = min((h["val"][cfg.select] for h in history), default=float("inf"))
-        bar = progress(cfg.epochs, f"train {self.config['operator']['name']}", self.progress, interval=0.0)
-        bar.update(start_epoch)
+        bar = Progress(cfg.epochs, initial=start_epoch, desc=f"train {self.config['operator']['name']}",
+                       unit="epoch", mode=self.progress)
+        custom_loss = getattr(model.operator, "training_loss", None)  # e.g. physics-informed, label-free
+        labels = getattr(model.operator, "uses_labels", True)
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             t0 = time.perf_counter()
             total, count = 0.0, 0
             for x, y in self._batches(self.train_idx, epoch):
                 optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_fn(model(x), y)
+                if custom_loss is None:
+                    loss = self.loss_fn(model(x), y)
+                else:
+                    loss = custom_loss(x, y if labels else None, problem=self.dataset.problem)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
                                              "lower the learning rate")

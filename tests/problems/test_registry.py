@@ -132,6 +132,9 @@ def test_param_allowed_text():
     assert Param("s", "a", str, "", choices=("a", "b")).allowed() == "one of a, b"
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def test_package_imports_from_outside_the_repository(tmp_path):
     """sciops.solvers / sciops.problems come from the package-dir mapping of the installed
     project, not from the current directory; no top-level `solvers` / `problems` leaks."""
@@ -140,7 +143,9 @@ def test_package_imports_from_outside_the_repository(tmp_path):
             "print(sciops.solvers.__file__)\n"
             "print(sciops.problems.__file__)\n"
             "for top in ('solvers', 'problems'):\n"
-            "    print(top, importlib.util.find_spec(top))\n")
+            "    print(top, importlib.util.find_spec(top))\n"
+            "spec = importlib.util.find_spec('datasets')\n"
+            "print('datasets', spec and spec.origin)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -148,3 +153,5 @@ def test_package_imports_from_outside_the_repository(tmp_path):
     assert Path(lines[0]).name == "__init__.py" and Path(lines[0]).parent.name == "solvers"
     assert Path(lines[1]).parent.name == "problems"
     assert lines[2] == "solvers None" and lines[3] == "problems None"
+    # `datasets` may be another library (Hugging Face); it must never be ours.
+    assert lines[4] == "datasets None" or "sciops" not in lines[4] and str(REPO_ROOT) not in lines[4]
