@@ -36,6 +36,8 @@ MAX_GRF_MODES = 128  # the alpha=2 spectrum has decayed by > 1e3 in amplitude pa
 
 
 class Darcy(Problem):
+    """Darcy flow -div(a grad u) = f on the unit square, u = 0 on the boundary, random a."""
+
     name = "darcy"
     geometry = "bounded"
     PARAMS = (
