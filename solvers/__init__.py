@@ -3,5 +3,6 @@
 One module per solver; shared numerics live in their own modules.
 """
 from sciops.solvers.darcy import solve_darcy
+from sciops.solvers.navier_stokes import BlowUpError, NavierStokes2D, simulate, stable_time_step
 
-__all__ = ["solve_darcy"]
+__all__ = ["solve_darcy", "BlowUpError", "NavierStokes2D", "simulate", "stable_time_step"]
