@@ -1,4 +1,4 @@
-"""The ``sciops`` command line: problems, generate, info, train, evaluate, demo.
+"""The ``sciops`` command line: problems, generate, info, train, evaluate, invert, demo.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
 message and no traceback; 1 on an internal failure (the traceback is shown). Every verb has
@@ -111,6 +111,41 @@ def cmd_evaluate(args) -> None:
     print(summary_line(report))
 
 
+def _residual_std(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--residual-std must be a number or auto, got {text!r}") from None
+
+
+def cmd_invert(args) -> None:
+    import sciops
+    from sciops.inverse import invert, plot_inversion, read_observations
+
+    obs = read_observations(args.obs)
+    surrogate = sciops.load(args.run_dir, device=args.device)
+    noise = dict(noise_std=args.noise_std) if args.noise_std is not None else dict(snr_db=args.snr_db)
+    result = invert(surrogate, obs["points"], obs["values"], **noise, n_samples=args.samples, n_chains=args.chains,
+                    steps=args.steps, resolution=args.resolution, prior=args.prior, beta0=obs.get("beta0"),
+                    residual_std=_residual_std(args.residual_std), seed=args.seed)
+    a_true = obs.get("a_true")
+    if a_true is not None and a_true.shape != result.a_mean.shape:
+        a_true = None  # stored on another grid: not comparable pointwise
+    result.save(args.output, a_true=a_true)
+    if args.plot:
+        plot_inversion(result, args.plot, a_true=a_true, points=obs["points"])
+    line = (f"inverted {len(obs['values'])} observations into {args.output}: noise std {result.noise_std:.3g}, "
+            f"mean a std {float(result.a_std.mean()):.3g}, {result.seconds:.1f} s")
+    if a_true is not None:
+        import numpy as np
+
+        err = np.linalg.norm(result.a_mean - a_true) / np.linalg.norm(a_true)
+        line += f", rel. L2 error of a {err:.3g}"
+    print(line)
+
+
 def cmd_demo(args) -> None:
     from sciops.demo import run_demo
 
@@ -177,6 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report (.md for markdown, else JSON)")
     p.add_argument("--device", help="device for the surrogate (default: CUDA if present)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",
+                       description="Posterior estimate of the Darcy coefficient a (mean and pointwise std) from "
+                       "sparse noisy observations of u, with a trained DGNO run (see sciops.inverse).")
+    p.add_argument("run_dir", help="run directory of a trained dgno")
+    p.add_argument("--obs", required=True, help="observations: CSV with columns x,y,value, or HDF5 with datasets "
+                   "points (M, 2) and values (M,) [and optional a_true (n, n), beta0 (latent,)]")
+    p.add_argument("-o", "--output", required=True, help="output HDF5 (a_mean, a_std, a_map, u_mean, u_std, grid)")
+    p.add_argument("--plot", help="write a PNG with true (if in the obs file) / mean / std of a")
+    p.add_argument("--resolution", type=int, help="nodes per side of the output grid (default: training grid)")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("--noise-std", type=float, help="observation noise standard deviation")
+    noise.add_argument("--snr-db", type=float, default=25.0, help="signal-to-noise ratio in dB (default 25)")
+    p.add_argument("--samples", type=int, default=200, help="posterior draws (default 200)")
+    p.add_argument("--chains", type=int, default=4, help="MAP starts (default 4)")
+    p.add_argument("--steps", type=int, default=300, help="optimisation steps per start (default 300)")
+    p.add_argument("--residual-std", default="auto", help="noise level of the weak-form virtual observables: "
+                   "a number (0 disables the physics term) or auto (the model's own residual level; default)")
+    p.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
+                   help="latent prior: Gaussian fit of the encoded training distribution (default) or N(0, I)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", help="device (default: CUDA if present)")
+    p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("demo", help="generate, train, evaluate and report on the default Darcy problem")
     p.add_argument("-o", "--output", default="demo_output", help="output folder (default demo_output)")

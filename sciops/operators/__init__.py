@@ -13,7 +13,9 @@ from importlib import import_module
 from torch import nn
 
 REGISTRY: dict[str, str] = {
+    "dgno": "sciops.operators.dgno:DGNO",
     "fno": "sciops.operators.fno:FNO",
+    "mgno": "sciops.operators.mgno:MgNO",
 }
 
 # Hyperparameters the caller supplies from the data; users set the others.
