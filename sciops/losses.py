@@ -4,6 +4,12 @@ All losses take channel-first tensors (batch, channels, *space) and return the b
 the per-sample (relative by default) error ``||pred - target|| / ||target||``; the norm is taken
 jointly over channels and space.
 
+Trajectories (batch, channels, time, *space): with ``spatial_dims`` set to the number of trailing
+spatial dimensions, every dimension between channels and space is a time axis with uniform
+records, and the norm is (sum_t ||u(t)||_X^p)^(1/p) (p = 2 for H^s), X the spatial Lp or H^s
+norm below: the discrete Bochner norm L^p(0, T; X) without its constant factor dt^(1/p), which
+cancels in relative errors. The relative L2 of a whole trajectory is the relative L2(0, T; L2) error. ``spatial_dims=None`` treats every dimension as space.
+
 Geometry decides the quadrature and the spectral basis:
 
 * ``"periodic"`` grids x_i = i L / n: rectangle rule (exact for trigonometric polynomials) and
@@ -39,6 +45,15 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"expected (batch, channels, *space), got shape {tuple(pred.shape)}")
 
 
+def _space_start(u: torch.Tensor, spatial_dims: int | None) -> int:
+    """Index of the first spatial dimension of a (batch, channels, [time...,] *space) tensor."""
+    if spatial_dims is None:
+        return 2
+    if u.dim() < 2 + spatial_dims:
+        raise ValueError(f"expected (batch, channels, [time,] {spatial_dims} spatial dims), got {tuple(u.shape)}")
+    return u.dim() - spatial_dims
+
+
 def _root(total: torch.Tensor, p: float) -> torch.Tensor:
     """total ** (1 / p) with a zero (not NaN) gradient where total == 0, i.e. at an exact fit."""
     positive = total > 0
@@ -54,13 +69,14 @@ class LpLoss(nn.Module):
     """Relative (or absolute) Lp error with trapezoid (bounded) or rectangle (periodic) weights."""
 
     def __init__(self, p: float = 2.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
-                 relative: bool = True, reduction: str = "mean"):
+                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None):
         super().__init__()
         if p < 1:
             raise ValueError(f"p must be >= 1, got {p}")
         if geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
         self.p, self.geometry, self.extent, self.relative, self.reduction = p, geometry, extent, relative, reduction
+        self.spatial_dims = spatial_dims
 
     def _weights(self, sizes: tuple[int, ...], device, dtype) -> torch.Tensor:
         extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * len(sizes)
@@ -78,8 +94,9 @@ class LpLoss(nn.Module):
         return grid
 
     def norm(self, u: torch.Tensor) -> torch.Tensor:
-        """Per-sample Lp norm, shape (batch,)."""
-        w = self._weights(tuple(u.shape[2:]), u.device, u.dtype)
+        """Per-sample Lp norm, shape (batch,); time axes (see module docstring) get unit weights."""
+        space = _space_start(u, self.spatial_dims)
+        w = self._weights(tuple(u.shape[space:]), u.device, u.dtype)
         return _root((w * u.abs() ** self.p).flatten(1).sum(1), self.p)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -91,11 +108,12 @@ class SobolevLoss(nn.Module):
     """Relative (or absolute) H^s error for any real s, computed spectrally (see module docstring)."""
 
     def __init__(self, s: float = 1.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
-                 relative: bool = True, reduction: str = "mean"):
+                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None):
         super().__init__()
         if geometry not in GEOMETRIES:
             raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
         self.s, self.geometry, self.extent, self.relative, self.reduction = s, geometry, extent, relative, reduction
+        self.spatial_dims = spatial_dims
         self._cache: dict = {}
 
     @staticmethod
@@ -126,15 +144,16 @@ class SobolevLoss(nn.Module):
         return self._cache[key]
 
     def norm(self, u: torch.Tensor) -> torch.Tensor:
-        """Per-sample H^s norm, shape (batch,)."""
-        ndim = u.dim() - 2
+        """Per-sample H^s norm, shape (batch,); summed in squares over time axes if any."""
+        space = _space_start(u, self.spatial_dims)
+        ndim = u.dim() - space
         extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * ndim
         if self.geometry == "bounded":
-            for d in range(2, u.dim()):
+            for d in range(space, u.dim()):
                 u = self.even_extension(u, d)
             extents = tuple(2.0 * e for e in extents)
-        sizes = tuple(u.shape[2:])
-        coeffs = torch.fft.rfftn(u, dim=tuple(range(2, u.dim())), norm="forward")
+        sizes = tuple(u.shape[space:])
+        coeffs = torch.fft.rfftn(u, dim=tuple(range(space, u.dim())), norm="forward")
         weights = self._spectral_weights(sizes, tuple(extents), u.device, u.real.dtype)
         squared = (weights * coeffs.abs() ** 2).flatten(1).sum(1) * math.prod(extents)
         if self.geometry == "bounded":
@@ -149,7 +168,8 @@ class SobolevLoss(nn.Module):
 _NAME = re.compile(r"^(?P<abs>abs-)?(?:(?P<l>l)(?P<p>\d+(?:\.\d+)?)|lp:(?P<lp>\d+(?:\.\d+)?)|h(?P<s>-?\d+(?:\.\d+)?))$")
 
 
-def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0) -> nn.Module:
+def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0,
+              spatial_dims: int | None = None) -> nn.Module:
     """Build a loss from its name (see module docstring); ValueError for an unknown name."""
     match = _NAME.match(name.strip().lower())
     if match is None:
@@ -157,5 +177,7 @@ def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1
                          "(prefix abs- for absolute errors)")
     relative = match["abs"] is None
     if match["s"] is not None:
-        return SobolevLoss(float(match["s"]), geometry=geometry, extent=extent, relative=relative)
-    return LpLoss(float(match["p"] or match["lp"]), geometry=geometry, extent=extent, relative=relative)
+        return SobolevLoss(float(match["s"]), geometry=geometry, extent=extent, relative=relative,
+                           spatial_dims=spatial_dims)
+    return LpLoss(float(match["p"] or match["lp"]), geometry=geometry, extent=extent, relative=relative,
+                  spatial_dims=spatial_dims)

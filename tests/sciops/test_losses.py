@@ -329,3 +329,21 @@ def test_sobolev_gradient_matches_finite_differences():
         for geometry in ("bounded", "periodic"):
             loss = SobolevLoss(s, geometry=geometry)
             assert torch.autograd.gradcheck(lambda p: loss(p, target), (pred,))
+
+
+@pytest.mark.parametrize("name", ["l2", "h1", "h-1", "abs-l1"])
+@pytest.mark.parametrize("geometry", ["periodic", "bounded"])
+def test_trajectory_norm_is_bochner_sum_over_time(name, geometry):
+    """With spatial_dims=2 a (B, C, T, y, x) norm is the l^p sum over time of per-time norms."""
+    gen = torch.Generator().manual_seed(3)
+    u = torch.randn(3, 1, 5, 12, 12, generator=gen, dtype=torch.float64)
+    v = torch.randn(3, 1, 5, 12, 12, generator=gen, dtype=torch.float64)
+    traj = make_loss(name, geometry=geometry, spatial_dims=2)
+    frame = make_loss(name, geometry=geometry)
+    p = 1.0 if name == "abs-l1" else 2.0
+    per_time = torch.stack([frame.norm(u[:, :, t] - v[:, :, t]) for t in range(5)], 1)
+    expected = (per_time ** p).sum(1) ** (1 / p)
+    torch.testing.assert_close(traj.norm(u - v), expected)
+    if name != "abs-l1":
+        ref = (torch.stack([frame.norm(v[:, :, t]) for t in range(5)], 1) ** 2).sum(1).sqrt()
+        torch.testing.assert_close(traj(u, v), (expected / ref).mean())
