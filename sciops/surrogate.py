@@ -94,10 +94,8 @@ class Surrogate:
         else:
             with torch.inference_mode():
                 y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        if single:
-            y = y[0]
-        channel_dim = -self.ndim - 1
-        out = {name: y.select(channel_dim, c) for c, name in enumerate(self.outputs)}
+        # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
+        out = {name: y[0, c] if single else y[:, c] for c, name in enumerate(self.outputs)}
         out = {k: (v.to(source_device) if is_torch else v.cpu().numpy()) for k, v in out.items()}
         return out if len(out) > 1 else out[self.outputs[0]]
 

@@ -52,7 +52,8 @@ def build_model(config: dict) -> NormalizedOperator:
     """The normalised operator described by a run's config.json (weights not loaded)."""
     op = config["operator"]
     operator = build(op["name"], in_channels=op["in_channels"], out_channels=op["out_channels"],
-                     ndim=op["ndim"], geometry=op["geometry"], **op["hyperparameters"])
+                     ndim=op["ndim"], geometry=op["geometry"], time_steps=op.get("time_steps"),
+                     **op["hyperparameters"])
     norm = config["normalization"]
     return NormalizedOperator(operator, norm["in_mean"], norm["in_std"], norm["out_mean"], norm["out_std"])
 
@@ -99,10 +100,13 @@ class Trainer:
         self.train_idx = torch.arange(n_train)
         self.val_idx = torch.arange(n - self.n_val, n)
         x0, y0 = self.dataset.get_batch([0])
+        # Trajectory data: outputs (B, C, T, *space) over inputs (B, C, *space); T is given to the operator.
+        time_steps = y0.shape[2] if y0.dim() == x0.dim() + 1 else None
         self.config = {
             "sciops_version": sciops.__version__,
             "operator": {"name": operator, "in_channels": x0.shape[1], "out_channels": y0.shape[1],
-                         "ndim": x0.dim() - 2, "geometry": problem.geometry, "hyperparameters": self.hparams},
+                         "ndim": x0.dim() - 2, "geometry": problem.geometry, "time_steps": time_steps,
+                         "hyperparameters": self.hparams},
             "problem": {"name": problem.name, "params": problem.params},
             "fields": {"inputs": self.dataset.input_fields, "outputs": self.dataset.output_fields,
                        "units": {k: problem.fields[k].units for k in problem.fields}},
@@ -112,8 +116,9 @@ class Trainer:
             "training": self.cfg.to_dict(),
         }
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
-        self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry)
-        self.metric_fns = {m: make_loss(m, geometry=problem.geometry) for m in self.cfg.metrics}
+        space = x0.dim() - 2
+        self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry, spatial_dims=space)
+        self.metric_fns = {m: make_loss(m, geometry=problem.geometry, spatial_dims=space) for m in self.cfg.metrics}
 
     # --- pieces -----------------------------------------------------------------------------------
     def _stats(self) -> dict:
@@ -130,6 +135,9 @@ class Trainer:
             ys.append(y)
         in_mean, in_std = channel_stats(torch.cat(xs))
         out_mean, out_std = channel_stats(torch.cat(ys))
+        if getattr(operator_class(self.config["operator"]["name"]), "shared_normalization", False):
+            # an autoregressive operator feeds its outputs back as inputs: one scale for both
+            in_mean, in_std = out_mean, out_std
         return {"in_mean": in_mean, "in_std": in_std, "out_mean": out_mean, "out_std": out_std}
 
     def _batches(self, indices: torch.Tensor, shuffle_epoch: int | None):
@@ -174,7 +182,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = build_model(self.config).to(self.device)
-        self.config["operator"]["parameters"] = sum(p.numel() for p in model.parameters())
+        real_numbers = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+        self.config["operator"]["parameters"] = real_numbers
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = math.ceil(len(self.train_idx) / cfg.batch_size)
         scheduler = _make_scheduler(optimizer, cfg, steps_per_epoch)

@@ -1,0 +1,93 @@
+"""FNO variants for trajectories: the autoregressive FNO-2D and the space-time FNO-3D (Li et al. 2021).
+
+Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_steps`` records
+(batch, C, T, y, x) - the contract of trajectory problems such as ``navier-stokes``, whose
+``solve(w0)`` returns w at t = dt, 2 dt, ..., T dt (the input state not repeated).
+
+* ``fno-rollout`` (:class:`FNORollout`): one FNO-2D step w(t) -> w(t + dt), applied
+  autoregressively, as a residual update w + FNO(w) by default. Training goes through the whole
+  rollout (the loss is on all T predicted records, gradients flow through every step), which is the
+  multi-step rollout loss; ``forward(x, steps=...)`` rolls out further than the training horizon.
+  Its input and output are the same physical field, so it asks the trainer for one normalisation
+  for both (``shared_normalization``).
+* ``fno3d`` (:class:`FNO3D`): the input repeated over the T output times, a 3D FNO over
+  (t, y, x) with the (t, y, x) grid embedding. Time is not periodic: it is zero-padded by
+  ``time_padding`` of T before the Fourier layers and cropped after, so the FFT does not wrap the
+  last record onto the first.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from sciops.operators.fno import FNO
+
+
+class FNORollout(nn.Module):
+    """Args:
+        time_steps: records predicted by ``forward`` (from the data).
+        modes, width, layers, padding, projection: of the one-step FNO (see :class:`FNO`).
+        residual: predict the increment, w(t + dt) = w(t) + FNO(w(t)).
+    """
+
+    shared_normalization = True
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int, modes: int = 12,
+                 width: int = 32, layers: int = 4, ndim: int = 2, geometry: str = "periodic",
+                 padding: float = 0.0, projection: int = 128, residual: bool = True):
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError(f"fno-rollout feeds its output back as input: in_channels ({in_channels}) "
+                             f"must equal out_channels ({out_channels})")
+        if time_steps < 1:
+            raise ValueError(f"time_steps must be >= 1, got {time_steps}")
+        self.time_steps, self.residual = time_steps, residual
+        self.step = FNO(in_channels, out_channels, modes=modes, width=width, layers=layers, ndim=ndim,
+                        geometry=geometry, padding=padding, projection=projection)
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        states = []
+        for _ in range(self.time_steps if steps is None else steps):
+            x = x + self.step(x) if self.residual else self.step(x)
+            states.append(x)
+        return torch.stack(states, dim=2)
+
+
+class FNO3D(nn.Module):
+    """Args:
+        time_steps: records predicted (from the data).
+        modes: kept modes in (t, y, x); an int applies to all three (time keeps at most half the
+            padded length). width, layers, projection: as in :class:`FNO`.
+        time_padding: fraction of T zero-padded after the last record.
+        padding: spatial padding fraction for bounded problems (as in :class:`FNO`).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int,
+                 modes: int | tuple[int, int, int] = (6, 12, 12), width: int = 20, layers: int = 4,
+                 ndim: int = 2, geometry: str = "periodic", time_padding: float = 0.3, padding: float = 0.0,
+                 projection: int = 128):
+        super().__init__()
+        if ndim != 2:
+            raise ValueError(f"fno3d works on 2D fields (space-time 3D); got ndim={ndim}")
+        if time_steps < 1:
+            raise ValueError(f"time_steps must be >= 1, got {time_steps}")
+        if not 0.0 <= time_padding <= 1.0:
+            raise ValueError(f"time_padding must be a fraction in [0, 1], got {time_padding}")
+        self.time_steps, self.time_padding = time_steps, time_padding
+        self.spatial_padding = padding if geometry == "bounded" else 0.0
+        # Padding is done here (time always, space for bounded problems); the FNO sees a periodic box.
+        self.fno = FNO(in_channels, out_channels, modes=modes, width=width, layers=layers, ndim=3,
+                       geometry="periodic", projection=projection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"fno3d expects (batch, channels, y, x), got {tuple(x.shape)}")
+        b, c, ny, nx = x.shape
+        t = self.time_steps
+        z = x.unsqueeze(2).expand(b, c, t, ny, nx)
+        pt = round(self.time_padding * t)
+        py, px = (round(self.spatial_padding * n) for n in (ny, nx))
+        if pt or py or px:
+            z = F.pad(z, (0, px, 0, py, 0, pt))
+        return self.fno(z)[:, :, :t, :ny, :nx]
