@@ -4,6 +4,8 @@ Public API:
 
 * :func:`generate` (``writer``): stream a problem's samples into a schema-1 HDF5 file, crash-safe
   and resumable (``<path>.partial`` until complete, then renamed).
+* :func:`generate_sharded` / :func:`merge` (``sharded``): the same on a Dask cluster, as shards plus a
+  virtual-dataset index that readers see as one file; ``merge`` writes one contiguous file.
 * :func:`open_dataset` / :class:`SciopsDataset` (``reader``): a torch ``Dataset`` of channel-first
   ``(x, y)`` float32 pairs, in memory or lazy, with ``get_batch``.
 * :func:`open_xarray` (``xarray_view``): an ``xarray.Dataset`` with named dims and coordinates.
@@ -35,6 +37,8 @@ _LAZY = {
     "SciopsDataset": "sciops.datasets.reader",
     "open_dataset": "sciops.datasets.reader",
     "open_xarray": "sciops.datasets.xarray_view",
+    "generate_sharded": "sciops.datasets.sharded",
+    "merge": "sciops.datasets.sharded",
 }
 
 
@@ -61,6 +65,8 @@ __all__ = [
     "default_batch_size",
     "describe",
     "generate",
+    "generate_sharded",
+    "merge",
     "open_dataset",
     "open_xarray",
     "partial_path",

@@ -50,6 +50,13 @@ def describe(path: str | os.PathLike) -> str:
              f"  samples    {written} / {n} written, " + ("complete" if complete else "INCOMPLETE")]
     if not complete:
         lines.append(f"  resume     {S.resume_command(path, attrs)}")
+    shards = attrs.get(S.ATTR_SHARDS) or []
+    if shards:
+        size = sum((path.parent / s).stat().st_size for s in shards)
+        lines.append(f"  layout     virtual index over {len(shards)} shards in {Path(shards[0]).parent}/ "
+                     f"({_size(size)}); `sciops merge` writes one file")
+    elif attrs.get(S.ATTR_START):
+        lines.append(f"  shard      samples {attrs[S.ATTR_START]}..{attrs[S.ATTR_START] + n - 1} of a sharded dataset")
     lines.append(f"  schema     {attrs[S.ATTR_SCHEMA]} (written by sciops {attrs.get(S.ATTR_VERSION, '?')}, "
                  f"created {attrs.get(S.ATTR_CREATED, '?')})")
     solver = attrs.get(S.ATTR_SOLVER) or {}

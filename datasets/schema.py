@@ -17,7 +17,13 @@ Root attributes: ``sciops_schema`` (1), ``problem`` (name), ``problem_params`` (
 flushed), ``complete`` (bool), ``solver`` (JSON object, the problem's ``solver_info``),
 ``created`` (ISO 8601 UTC), ``solve_seconds`` (solver seconds, summed over resumed runs),
 ``wall_seconds`` (generation wall time, summed over resumed runs), and ``input_fields`` /
-``output_fields`` (JSON lists: the channel order readers stack fields in).
+``output_fields`` (JSON lists: the channel order readers stack fields in). ``sample_start`` (0 when
+absent): the index of the file's first sample, nonzero in the shards of a sharded dataset.
+
+Sharded datasets (``sciops.datasets.sharded``): each shard is a schema-1 file holding a contiguous
+range of samples; the index file has the same root attributes and grid as a single file, plus
+``shards`` (JSON list of shard paths relative to the index's folder), and its ``fields/`` and
+``samples/`` are HDF5 virtual datasets over the shards, so every reader reads it unchanged.
 
 Conventions:
 
@@ -58,9 +64,11 @@ ATTR_SOLVE_SECONDS = "solve_seconds"
 ATTR_WALL_SECONDS = "wall_seconds"
 ATTR_INPUT_FIELDS = "input_fields"
 ATTR_OUTPUT_FIELDS = "output_fields"
+ATTR_START = "sample_start"
+ATTR_SHARDS = "shards"
 
 REQUIRED_ATTRS = (ATTR_SCHEMA, ATTR_PROBLEM, ATTR_PARAMS, ATTR_SEED, ATTR_N_SAMPLES, ATTR_N_WRITTEN, ATTR_COMPLETE)
-JSON_ATTRS = (ATTR_PARAMS, ATTR_SOLVER, ATTR_INPUT_FIELDS, ATTR_OUTPUT_FIELDS)
+JSON_ATTRS = (ATTR_PARAMS, ATTR_SOLVER, ATTR_INPUT_FIELDS, ATTR_OUTPUT_FIELDS, ATTR_SHARDS)
 
 # Groups, per-field attributes and dimension names.
 GRID = "grid"
@@ -262,4 +270,9 @@ def validate(h5, path: str | os.PathLike, *, require_complete: bool = True) -> t
                              f"{ATTR_N_SAMPLES}={n}")
     if SAMPLE_SEED in h5 and h5[SAMPLE_SEED].shape != (n,):
         raise ValueError(f"{path}: {SAMPLE_SEED} has shape {h5[SAMPLE_SEED].shape}; expected ({n},)")
+    shards = attrs.get(ATTR_SHARDS) or []
+    missing = [s for s in shards if not (Path(h5.filename).parent / s).is_file()]
+    if missing:  # HDF5 would silently read a missing shard's samples as fill values
+        raise ValueError(f"{path} is a sharded dataset whose shard {missing[0]} is missing ({len(missing)} of "
+                         f"{len(shards)} missing); keep the index beside its .shards folder")
     return attrs, fields

@@ -5,7 +5,9 @@
 ``sciops.datasets.schema``) before drawing the next, so memory does not grow with ``n``: one batch
 of inputs and outputs plus HDF5's chunk cache (one sample per chunk). Sample ``i`` depends only on
 ``(seed, i)``, so the file does not depend on ``batch_size`` and a resumed run writes the same
-bytes of field data as an uninterrupted one.
+bytes of field data as an uninterrupted one. ``start=s`` writes samples ``s .. s+n-1`` instead (their
+seeds ``sample_seed(seed, s + j)``, root attribute ``sample_start``): one shard of a sharded dataset
+(see ``sciops.datasets.sharded``).
 
 Crash safety. The file is written as ``<path>.partial`` in HDF5 SWMR mode (file format 1.10), which
 orders metadata writes so that the file on disk is consistent at every instant; each batch is
@@ -78,8 +80,9 @@ def default_batch_size(problem: Problem) -> int:
     return max(1, min(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_BYTES // max(per_sample, 1)))
 
 
-def _identity(problem: Problem, n: int, seed: int) -> dict[str, Any]:
-    return {S.ATTR_PROBLEM: problem.name, S.ATTR_PARAMS: problem.params, S.ATTR_SEED: seed, S.ATTR_N_SAMPLES: n}
+def _identity(problem: Problem, n: int, seed: int, start: int = 0) -> dict[str, Any]:
+    return {S.ATTR_PROBLEM: problem.name, S.ATTR_PARAMS: problem.params, S.ATTR_SEED: seed, S.ATTR_N_SAMPLES: n,
+            S.ATTR_START: start}
 
 
 def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
@@ -92,31 +95,34 @@ def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
     for key in list(wanted) + [k for k in stored if k not in wanted]:
         if key not in stored or key not in wanted or stored[key] != wanted[key]:
             out.append(f"parameter {key}={stored.get(key, '<unset>')!r} (requested {wanted.get(key, '<unset>')!r})")
-    for key in (S.ATTR_SEED, S.ATTR_N_SAMPLES):
-        if attrs.get(key) != identity[key]:
+    for key in (S.ATTR_SEED, S.ATTR_N_SAMPLES, S.ATTR_START):
+        if attrs.get(key, 0 if key == S.ATTR_START else None) != identity.get(key, 0):
             label = "n" if key == S.ATTR_N_SAMPLES else key
             out.append(f"{label}={attrs.get(key)!r} (requested {identity[key]!r})")
     return out
 
 
 def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: int = 0, resume: bool = False,
-             overwrite: bool = False, batch_size: int | None = None, progress: bool | None = None) -> Path:
+             overwrite: bool = False, batch_size: int | None = None, progress: bool | None = None,
+             start: int = 0) -> Path:
     """Generate ``n`` samples of ``problem`` into the HDF5 dataset ``path``; return ``path``.
 
     ``progress``: None shows a tqdm bar on a terminal and periodic lines otherwise, True always a
-    bar, False nothing. See the module docstring for ``resume`` and ``overwrite``.
+    bar, False nothing. ``start``: index of the first sample (a shard of a larger dataset). See the
+    module docstring for ``resume`` and ``overwrite``.
     """
     if isinstance(problem, str):
         problem = get(problem)
     n = _check_int("n", n, 1)
     seed = _check_int("seed", seed, 0)
+    start = _check_int("start", start, 0)
     batch_size = default_batch_size(problem) if batch_size is None else _check_int("batch_size", batch_size, 1)
     path = Path(path)
     if S.is_partial(path):
         raise ValueError(f"{path}: the output name must not end in {S.PARTIAL_SUFFIX!r} (generate writes "
                          f"to that name while it runs)")
     partial = S.partial_path(path)
-    identity = _identity(problem, n, seed)
+    identity = _identity(problem, n, seed, start)
 
     if path.exists() and not overwrite:
         if not resume:
@@ -135,8 +141,8 @@ def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: i
         if has_partial and resume and not killed_before_swmr(partial):
             h5 = _open_for_resume(partial, identity, problem)
         else:  # fresh, overwrite, or a .partial killed before it stored its first sample
-            h5 = _create(partial, problem, n, seed)
-        _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name)
+            h5 = _create(partial, problem, n, seed, start)
+        _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name, offset=start)
         h5.attrs.modify(S.ATTR_COMPLETE, True)
         h5.flush()
         h5.close()
@@ -193,7 +199,7 @@ def _open_for_resume(partial: Path, identity: dict[str, Any], problem: Problem) 
                          f"overwrite=True (--overwrite) to start again") from None
 
 
-def _create(partial: Path, problem: Problem, n: int, seed: int) -> h5py.File:
+def _create(partial: Path, problem: Problem, n: int, seed: int, start: int = 0) -> h5py.File:
     h5 = h5py.File(partial, "w", libver=S.LIBVER, locking=False)
     a = h5.attrs
     a[S.ATTR_SCHEMA] = np.int64(S.SCHEMA_VERSION)
@@ -202,6 +208,7 @@ def _create(partial: Path, problem: Problem, n: int, seed: int) -> h5py.File:
     a[S.ATTR_VERSION] = _version()
     a[S.ATTR_SEED] = np.int64(seed)
     a[S.ATTR_N_SAMPLES] = np.int64(n)
+    a[S.ATTR_START] = np.int64(start)
     a[S.ATTR_N_WRITTEN] = np.int64(0)
     a[S.ATTR_COMPLETE] = False
     a[S.ATTR_SOLVER] = S.encode_json(problem.solver_info)
@@ -281,7 +288,8 @@ def _batch_arrays(problem: Problem, inputs, outputs, count: int, start: int, see
 
 
 def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_size: int,
-                   progress: bool | None, desc: str) -> None:
+                   progress: bool | None, desc: str, offset: int = 0) -> None:
+    """Write samples ``offset + n_written .. offset + n - 1`` at rows ``n_written .. n - 1``."""
     attrs = h5.attrs
     start = int(attrs[S.ATTR_N_WRITTEN])
     solve_total = float(attrs[S.ATTR_SOLVE_SECONDS])
@@ -290,13 +298,14 @@ def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_siz
     with Progress(n, start, desc=desc, mode=progress) as bar:
         for lo in range(start, n, batch_size):
             hi = min(n, lo + batch_size)
-            inputs, outputs, seconds = problem.generate(hi - lo, seed, lo)
-            arrays = _batch_arrays(problem, inputs, outputs, hi - lo, lo, seed)
+            inputs, outputs, seconds = problem.generate(hi - lo, seed, offset + lo)
+            arrays = _batch_arrays(problem, inputs, outputs, hi - lo, offset + lo, seed)
             _ensure_fields(h5, problem, arrays, n)
             for name, arr in arrays.items():
                 h5[S.FIELDS][name][lo:hi] = arr
-            h5[S.SAMPLE_SEED][lo:hi] = np.array([sample_seed(seed, i) for i in range(lo, hi)], dtype=np.uint64)
-            h5[S.SAMPLE_INDEX][lo:hi] = np.arange(lo, hi, dtype=np.int64)
+            h5[S.SAMPLE_SEED][lo:hi] = np.array([sample_seed(seed, offset + i) for i in range(lo, hi)],
+                                                 dtype=np.uint64)
+            h5[S.SAMPLE_INDEX][lo:hi] = np.arange(offset + lo, offset + hi, dtype=np.int64)
             h5.flush()  # the data first ...
             solve_total += float(seconds)
             attrs.modify(S.ATTR_N_WRITTEN, np.int64(hi))  # ... then the count that vouches for it

@@ -1,4 +1,4 @@
-"""The ``sciops`` command line: problems, generate, info, train, evaluate, invert, demo.
+"""The ``sciops`` command line: problems, generate, merge, info, train, evaluate, invert, demo.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
 message and no traceback; 1 on an internal failure (the traceback is shown). Every verb has
@@ -58,9 +58,24 @@ def cmd_generate(args) -> None:
     from sciops.datasets import generate
 
     problem = problems.get(args.problem, **_key_values(args.param, "--param"))
-    path = generate(problem, args.n, args.output, seed=args.seed, resume=args.resume, overwrite=args.overwrite,
-                    batch_size=args.batch_size, progress=None if not args.quiet else False)
+    common = dict(seed=args.seed, resume=args.resume, overwrite=args.overwrite, batch_size=args.batch_size,
+                  progress=None if not args.quiet else False)
+    if args.workers is not None or args.scheduler is not None:
+        from sciops.datasets.sharded import generate_sharded
+
+        path = generate_sharded(problem, args.n, args.output, workers=args.workers, scheduler=args.scheduler,
+                                shard_size=args.shard_size, **common)
+    elif args.shard_size is not None:
+        raise ValueError("--shard-size needs --workers W or --scheduler ADDRESS")
+    else:
+        path = generate(problem, args.n, args.output, **common)
     print(f"wrote {path}")
+
+
+def cmd_merge(args) -> None:
+    from sciops.datasets.sharded import merge
+
+    print(f"wrote {merge(args.index, args.output, overwrite=args.overwrite, progress=None if not args.quiet else False)}")
 
 
 def cmd_info(args) -> None:
@@ -173,8 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="samples solved and written per batch")
     p.add_argument("--resume", action="store_true", help="continue an interrupted generation")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    dist = p.add_mutually_exclusive_group()
+    dist.add_argument("--workers", type=int, help="run on a local Dask cluster of W single-threaded processes; "
+                      "writes OUTPUT.shards/ and a virtual-dataset index OUTPUT")
+    dist.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
+    p.add_argument("--shard-size", type=int, help="samples per shard with --workers/--scheduler "
+                   "(default max(16, ceil(N/256)))")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("merge", help="write a sharded dataset as one contiguous file")
+    p.add_argument("index", help="index file written by generate --workers/--scheduler")
+    p.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("info", help="describe a dataset file")
     p.add_argument("file")
