@@ -21,6 +21,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from sciops.layers.spectral_conv import SpectralConv
 from sciops.operators.fno import FNO
 
 
@@ -61,12 +62,14 @@ class FNO3D(nn.Module):
             padded length). width, layers, projection: as in :class:`FNO`.
         time_padding: fraction of T zero-padded after the last record.
         padding: spatial padding fraction for bounded problems (as in :class:`FNO`).
+        last_modes: modes of the last spectral layer if different (set by Spectral-Refiner
+            fine-tuning, :mod:`sciops.refine`, which extends that layer to the full grid).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int,
                  modes: int | tuple[int, int, int] = (6, 12, 12), width: int = 20, layers: int = 4,
                  ndim: int = 2, geometry: str = "periodic", time_padding: float = 0.3, padding: float = 0.0,
-                 projection: int = 128):
+                 projection: int = 128, last_modes: tuple[int, int, int] | None = None):
         super().__init__()
         if ndim != 2:
             raise ValueError(f"fno3d works on 2D fields (space-time 3D); got ndim={ndim}")
@@ -79,6 +82,8 @@ class FNO3D(nn.Module):
         # Padding is done here (time always, space for bounded problems); the FNO sees a periodic box.
         self.fno = FNO(in_channels, out_channels, modes=modes, width=width, layers=layers, ndim=3,
                        geometry="periodic", projection=projection)
+        if last_modes is not None:
+            self.fno.spectral[-1] = SpectralConv(width, width, tuple(last_modes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
