@@ -5,6 +5,11 @@ training loss from :mod:`sciops.losses` on raw targets through the normalised mo
 on the last ``val_fraction`` of the file after every epoch, best weights kept by the ``select``
 metric.
 
+Operator hooks (all optional): ``prepare_hyperparameters(hparams)`` (classmethod, may complete the
+hyperparameters before they are stored), ``initialize(x, y)`` (called once on up to 256 training
+pairs before the first epoch), ``raw_io`` (the operator normalises itself: identity statistics),
+``shared_normalization`` (one set of statistics, the outputs', for inputs and outputs).
+
 Operator-defined losses: an operator class with a method ``training_loss(x, y, *, problem)``
 (for example DGNO's label-free weak-form physics) is trained on that scalar instead. It receives
 raw inputs, and the labels only if its ``uses_labels`` attribute is true (else ``y=None``); its
@@ -85,6 +90,9 @@ class Trainer:
         if unknown:
             raise ValueError(f"operator {operator}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(defaults)}")
         self.hparams = {**defaults, **(hparams or {})}
+        prepare = getattr(operator_class(operator), "prepare_hyperparameters", None)
+        if prepare is not None:  # e.g. SpecBoost embeds the configuration of the run it boosts
+            self.hparams = prepare(self.hparams)
         self.dataset = open_dataset(self.data_path)
         problem = self.dataset.problem
         n = self.dataset.n_samples
@@ -122,9 +130,11 @@ class Trainer:
 
     # --- pieces -----------------------------------------------------------------------------------
     def _stats(self) -> dict:
-        if hasattr(operator_class(self.config["operator"]["name"]), "training_loss"):
+        cls = operator_class(self.config["operator"]["name"])
+        if hasattr(cls, "training_loss") or getattr(cls, "raw_io", False):
             # an operator with its own training_loss gets raw inputs (and labels only if its
-            # uses_labels is true) and carries its own scales: identity statistics, computed from no data
+            # uses_labels is true) and carries its own scales, as does one marked raw_io:
+            # identity statistics, computed from no data
             c_in, c_out = self.config["operator"]["in_channels"], self.config["operator"]["out_channels"]
             return {"in_mean": [0.0] * c_in, "in_std": [1.0] * c_in,
                     "out_mean": [0.0] * c_out, "out_std": [1.0] * c_out}
@@ -182,6 +192,10 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = build_model(self.config).to(self.device)
+        initialize = getattr(model.operator, "initialize", None)
+        if initialize is not None and not resume:  # data-dependent set-up, e.g. SpecBoost's residual scale
+            x, y = self.dataset.get_batch(self.train_idx[:256].tolist())
+            initialize(x.to(self.device), y.to(self.device))
         real_numbers = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
         self.config["operator"]["parameters"] = real_numbers
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
