@@ -36,7 +36,7 @@ from sciops.solvers import spectral
 from sciops.solvers.navier_stokes import NavierStokes2D
 
 ALPHA = 10 ** -1.5
-REFINABLE = ("fno3d",)
+REFINABLE = ("fno3d", "st-fno")
 
 
 def residual_hat(equation: NavierStokes2D, w: torch.Tensor, dt: float) -> torch.Tensor:

@@ -20,13 +20,15 @@ REGISTRY: dict[str, str] = {
     "fno3d": "sciops.operators.fno_trajectory:FNO3D",
     "mgno": "sciops.operators.mgno:MgNO",
     "specboost": "sciops.operators.specboost:SpecBoost",
+    "st-fno": "sciops.operators.fno_trajectory:SpatiotemporalFNO",
     "t1": "sciops.operators.t1:T1",
 }
 
 # Hyperparameters the caller supplies from the data; users set the others. ``time_steps`` is the
-# number of output records of trajectory data (outputs (batch, C, T, *space) from inputs
-# (batch, C, *space)); only trajectory operators accept it, and they require it.
-_FROM_DATA = ("in_channels", "out_channels", "ndim", "geometry", "time_steps")
+# number of output records of trajectory data (outputs (batch, C, T, *space)), ``input_steps`` the
+# number of input records when the inputs are a trajectory segment too ((batch, C, K, *space));
+# only operators that accept them get them, and data with such an axis needs such an operator.
+_FROM_DATA = ("in_channels", "out_channels", "ndim", "geometry", "time_steps", "input_steps")
 
 
 def operator_class(name: str) -> type[nn.Module]:
@@ -42,31 +44,39 @@ def hyperparameters(name: str) -> dict:
     return {k: p.default for k, p in params.items() if k != "self" and k not in _FROM_DATA}
 
 
-def _time_steps_parameter(name: str) -> inspect.Parameter | None:
-    return inspect.signature(operator_class(name).__init__).parameters.get("time_steps")
+def _parameter(name: str, key: str) -> inspect.Parameter | None:
+    return inspect.signature(operator_class(name).__init__).parameters.get(key)
 
 
 def is_trajectory_operator(name: str) -> bool:
     """Whether the operator can predict trajectories (it accepts ``time_steps``)."""
-    return _time_steps_parameter(name) is not None
+    return _parameter(name, "time_steps") is not None
+
+
+def _data_axis(name: str, key: str, value: int | None, hparams: dict) -> None:
+    """Pass a time-axis length from the data (``time_steps`` of the outputs, ``input_steps`` of the
+    inputs) to an operator that accepts it; refuse data the operator cannot take."""
+    parameter = _parameter(name, key)
+    what = {"time_steps": "outputs", "input_steps": "inputs"}[key]
+    able = ", ".join(n for n in names() if _parameter(n, key) is not None)
+    if parameter is None:
+        if value is not None:
+            raise ValueError(f"operator {name} cannot take data whose {what} have a time axis ({value} records); "
+                             f"use one of {able}")
+        return
+    if value is None and parameter.default is inspect.Parameter.empty:
+        raise ValueError(f"operator {name} needs data whose {what} have a time axis, and this data's have none")
+    hparams[key] = value
 
 
 def build(name: str, *, in_channels: int, out_channels: int, ndim: int, geometry: str,
-          time_steps: int | None = None, **hparams) -> nn.Module:
+          time_steps: int | None = None, input_steps: int | None = None, **hparams) -> nn.Module:
     allowed = hyperparameters(name)
     unknown = sorted(set(hparams) - set(allowed))
     if unknown:
         raise ValueError(f"operator {name}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(allowed)}")
-    trajectory_ops = ", ".join(n for n in names() if is_trajectory_operator(n))
-    parameter = _time_steps_parameter(name)
-    if parameter is not None:
-        if time_steps is None and parameter.default is inspect.Parameter.empty:
-            raise ValueError(f"operator {name} predicts trajectories (outputs with a time axis) but the data's "
-                             "outputs have none; use one of " + ", ".join(n for n in names() if not is_trajectory_operator(n)))
-        hparams["time_steps"] = time_steps
-    elif time_steps is not None:
-        raise ValueError(f"operator {name} maps a field to a field on the same grid, but the data's outputs are "
-                         f"trajectories of {time_steps} records; use one of {trajectory_ops}")
+    _data_axis(name, "time_steps", time_steps, hparams)
+    _data_axis(name, "input_steps", input_steps, hparams)
     return operator_class(name)(in_channels=in_channels, out_channels=out_channels, ndim=ndim,
                                 geometry=geometry, **hparams)
 

@@ -13,7 +13,13 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
 * ``fno3d`` (:class:`FNO3D`): the input repeated over the T output times, a 3D FNO over
   (t, y, x) with the (t, y, x) grid embedding. Time is not periodic: it is zero-padded by
   ``time_padding`` of T before the Fourier layers and cropped after, so the FFT does not wrap the
-  last record onto the first.
+  last record onto the first. An input segment of K records (batch, C, K, y, x) enters as K C
+  channels.
+* ``st-fno`` (:class:`SpatiotemporalFNO`): the spatiotemporal FNO of Cao et al. (ICLR 2025),
+  K input records -> T output records (10 -> 40 in the paper) with space-time spectral
+  convolutions, the FNO-3D above with an input segment; trained with the relative Bochner
+  L2(0, T; L2) loss (``--loss l2`` on trajectories) and fine-tuned with Spectral-Refiner
+  (``sciops finetune``, :mod:`sciops.refine`). Not the spherical SFNO.
 """
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ class FNORollout(nn.Module):
 class FNO3D(nn.Module):
     """Args:
         time_steps: records predicted (from the data).
+        input_steps: records in the input segment when the inputs are one (from the data; None: one state).
         modes: kept modes in (t, y, x); an int applies to all three (time keeps at most half the
             padded length). width, layers, projection: as in :class:`FNO`.
         time_padding: fraction of T zero-padded after the last record.
@@ -68,8 +75,9 @@ class FNO3D(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int,
                  modes: int | tuple[int, int, int] = (6, 12, 12), width: int = 20, layers: int = 4,
-                 ndim: int = 2, geometry: str = "periodic", time_padding: float = 0.3, padding: float = 0.0,
-                 projection: int = 128, last_modes: tuple[int, int, int] | None = None):
+                 ndim: int = 2, geometry: str = "periodic", input_steps: int | None = None,
+                 time_padding: float = 0.3, padding: float = 0.0, projection: int = 128,
+                 last_modes: tuple[int, int, int] | None = None):
         super().__init__()
         if ndim != 2:
             raise ValueError(f"fno3d works on 2D fields (space-time 3D); got ndim={ndim}")
@@ -80,13 +88,19 @@ class FNO3D(nn.Module):
         self.time_steps, self.time_padding = time_steps, time_padding
         self.spatial_padding = padding if geometry == "bounded" else 0.0
         # Padding is done here (time always, space for bounded problems); the FNO sees a periodic box.
-        self.fno = FNO(in_channels, out_channels, modes=modes, width=width, layers=layers, ndim=3,
+        self.input_steps = input_steps
+        self.fno = FNO(in_channels * (input_steps or 1), out_channels, modes=modes, width=width, layers=layers, ndim=3,
                        geometry="periodic", projection=projection)
         if last_modes is not None:
             self.fno.spectral[-1] = SpectralConv(width, width, tuple(last_modes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
+        if self.input_steps is not None:
+            if x.dim() != 5 or x.shape[2] != self.input_steps:
+                raise ValueError(f"expected an input segment (batch, channels, {self.input_steps}, y, x), "
+                                 f"got {tuple(x.shape)}")
+            x = x.flatten(1, 2)  # the input records become channels, repeated over the output times
+        elif x.dim() != 4:
             raise ValueError(f"fno3d expects (batch, channels, y, x), got {tuple(x.shape)}")
         b, c, ny, nx = x.shape
         t = self.time_steps
@@ -96,3 +110,15 @@ class FNO3D(nn.Module):
         if pt or py or px:
             z = F.pad(z, (0, px, 0, py, 0, pt))
         return self.fno(z)[:, :, :t, :ny, :nx]
+
+
+class SpatiotemporalFNO(FNO3D):
+    """FNO3D from an input segment of ``input_steps`` records (required); see the module docstring."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int, input_steps: int,
+                 modes: int | tuple[int, int, int] = (8, 12, 12), width: int = 20, layers: int = 4,
+                 ndim: int = 2, geometry: str = "periodic", time_padding: float = 0.3, padding: float = 0.0,
+                 projection: int = 128, last_modes: tuple[int, int, int] | None = None):
+        super().__init__(in_channels, out_channels, time_steps=time_steps, modes=modes, width=width, layers=layers,
+                         ndim=ndim, geometry=geometry, input_steps=input_steps, time_padding=time_padding,
+                         padding=padding, projection=projection, last_modes=last_modes)

@@ -58,6 +58,7 @@ def build_model(config: dict) -> NormalizedOperator:
     op = config["operator"]
     operator = build(op["name"], in_channels=op["in_channels"], out_channels=op["out_channels"],
                      ndim=op["ndim"], geometry=op["geometry"], time_steps=op.get("time_steps"),
+                     input_steps=op.get("input_steps"),
                      **op["hyperparameters"])
     norm = config["normalization"]
     return NormalizedOperator(operator, norm["in_mean"], norm["in_std"], norm["out_mean"], norm["out_std"])
@@ -108,12 +109,15 @@ class Trainer:
         self.train_idx = torch.arange(n_train)
         self.val_idx = torch.arange(n - self.n_val, n)
         x0, y0 = self.dataset.get_batch([0])
-        # Trajectory data: outputs (B, C, T, *space) over inputs (B, C, *space); T is given to the operator.
-        time_steps = y0.shape[2] if y0.dim() == x0.dim() + 1 else None
+        # Trajectory data: outputs (B, C, T, *space), inputs (B, C, *space) or a segment (B, C, K, *space)
+        space = sum(d not in ("t", "channel") for d in problem.fields[self.dataset.output_fields[0]].dims)
+        time_steps = y0.shape[2] if y0.dim() == space + 3 else None
+        input_steps = x0.shape[2] if x0.dim() == space + 3 else None
         self.config = {
             "sciops_version": sciops.__version__,
             "operator": {"name": operator, "in_channels": x0.shape[1], "out_channels": y0.shape[1],
-                         "ndim": x0.dim() - 2, "geometry": problem.geometry, "time_steps": time_steps,
+                         "ndim": space, "geometry": problem.geometry, "time_steps": time_steps,
+                         "input_steps": input_steps,
                          "hyperparameters": self.hparams},
             "problem": {"name": problem.name, "params": problem.params},
             "fields": {"inputs": self.dataset.input_fields, "outputs": self.dataset.output_fields,
@@ -124,7 +128,6 @@ class Trainer:
             "training": self.cfg.to_dict(),
         }
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
-        space = x0.dim() - 2
         self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry, spatial_dims=space)
         self.metric_fns = {m: make_loss(m, geometry=problem.geometry, spatial_dims=space) for m in self.cfg.metrics}
 

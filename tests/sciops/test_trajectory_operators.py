@@ -49,9 +49,9 @@ def test_shapes_and_other_resolutions(name):
 
 
 def test_field_operator_refuses_trajectories_and_back():
-    with pytest.raises(ValueError, match="trajectories of 4 records; use one of .*fno-rollout"):
+    with pytest.raises(ValueError, match="outputs have a time axis .4 records.; use one of .*fno-rollout"):
         operators.build("fno", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=4)
-    with pytest.raises(ValueError, match="fno3d predicts trajectories"):
+    with pytest.raises(ValueError, match="fno3d needs data whose outputs have a time axis"):
         operators.build("fno3d", in_channels=1, out_channels=1, ndim=2, geometry="periodic")
     # t1 also serves plain field-to-field data
     t1 = operators.build("t1", in_channels=1, out_channels=2, ndim=2, geometry="periodic", **SMALL["t1"])
@@ -147,3 +147,16 @@ def test_learns_the_heat_semigroup(name):
     with torch.no_grad():
         after = loss_fn(op(test), heat_trajectory(test, steps, nu_dt=2e-3)).item()
     assert after < 0.2 and after < before / 5, (before, after)
+
+
+def test_spatiotemporal_fno_maps_a_segment_to_a_trajectory():
+    op = operators.build("st-fno", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=6,
+                         input_steps=3, modes=(3, 4, 4), width=8, layers=2)
+    assert op(torch.randn(2, 1, 3, 16, 16)).shape == (2, 1, 6, 16, 16)
+    with pytest.raises(ValueError, match="input segment"):
+        op(torch.randn(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="needs data whose inputs have a time axis"):
+        operators.build("st-fno", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=6)
+    with pytest.raises(ValueError, match="cannot take data whose inputs have a time axis"):
+        operators.build("t1", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=6,
+                        input_steps=3)
