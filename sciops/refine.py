@@ -105,9 +105,10 @@ def extend_last_layer(model: torch.nn.Module, config: dict, grid: tuple[int, int
 def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, reference: tuple | None = None,
            iterations: int = 50, lr: float = 1e-3, batch_size: int = 8, alpha: float = ALPHA,
            device=None, progress: bool | None = None) -> dict:
-    """Fine-tune the run in ``run_dir`` on unlabeled initial states ``inputs`` (n, y, x) and write
-    the refined run to ``output``. ``reference`` = (w0, trajectory) from the training data, for the
-    time-resolution check. Returns a summary with the residuals before and after."""
+    """Fine-tune the run in ``run_dir`` on unlabeled inputs (n, y, x) (or input segments
+    (n, K, y, x) for st-fno) and write the refined run to ``output``. ``reference`` = (w0,
+    trajectory) of reference records from the training data, for the time-resolution check.
+    Returns a summary with the relative residuals before and after."""
     from sciops.surrogate import Surrogate
 
     output = Path(output)
@@ -120,8 +121,11 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     problem = surrogate.problem
     if problem.name != "navier-stokes":
         raise ValueError(f"Spectral-Refiner needs the Navier-Stokes residual; {run_dir} was trained on {problem.name}")
-    if inputs.dim() != 3 or inputs.shape[-1] != inputs.shape[-2]:
-        raise ValueError(f"inputs must be initial states (n, y, x) on a square grid, got {tuple(inputs.shape)}")
+    segment = surrogate.config["operator"].get("input_steps")
+    expected = 3 if segment is None else 4
+    if inputs.dim() != expected or inputs.shape[-1] != inputs.shape[-2]:
+        shape = "(n, y, x)" if segment is None else f"(n, {segment}, y, x)"
+        raise ValueError(f"inputs must be {shape} on a square grid, got {tuple(inputs.shape)}")
     dev = surrogate.device
     n = inputs.shape[-1]
     dt = float(problem.params["record_every"])
@@ -139,8 +143,14 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
 
     x = inputs.to(dev, torch.float32)
 
+    def records(m, batch):
+        """The last input state then the predicted records, (batch, T + 1, n, n)."""
+        start = batch if segment is None else batch[:, -1]
+        return torch.cat([start.unsqueeze(1), m(batch.unsqueeze(1))[:, 0]], dim=1)
+
     def residual(m, batch):
-        return relative_residual(equation, batch, m(batch.unsqueeze(1))[:, 0], dt)
+        w = records(m, batch)
+        return relative_residual(equation, w[:, 0], w[:, 1:], dt)
 
     with torch.no_grad():
         before = torch.cat([residual(refined, x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).mean().item()
@@ -159,7 +169,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(it))
         batch = x[perm[:batch_size]]
         optimizer.zero_grad(set_to_none=True)
-        w = torch.cat([batch.unsqueeze(1), refined(batch.unsqueeze(1))[:, 0]], dim=1)
+        w = records(refined, batch)
         loss = hminus1_squared(equation, residual_hat(equation, w, dt), alpha).mean()
         loss.backward()
         optimizer.step()
