@@ -31,8 +31,9 @@ checked: a shard of another problem, parameters or seed, or of another ``n`` / s
 too. ``overwrite=True`` deletes the old index and shards (after the cluster is reachable).
 
 Threads. Workers run one task at a time with one thread: LocalCluster workers get
-``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1`` and each task sets torch to one thread,
-so W workers use W cores. Workers of an existing cluster must have sciops installed and see the
+``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``, and each task sets torch to one thread
+and ``SCIOPS_SOLVER_THREADS=1`` (the Darcy solver's thread pool, 2 by default), so W workers use W
+cores. Workers of an existing cluster must have sciops installed and see the
 output folder (a shared filesystem); paths are sent to them as absolute paths.
 """
 from __future__ import annotations
@@ -61,7 +62,8 @@ MIN_SHARD_SIZE = 16
 TARGET_SHARDS = 256
 MAX_SHARD_BYTES = 2**30
 CONNECT_TIMEOUT = 5.0  # seconds to reach an existing scheduler before giving up
-SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                     "SCIOPS_SOLVER_THREADS": "1"}
 _COPY_BLOCK_BYTES = 64 * 2**20
 
 
@@ -96,6 +98,7 @@ def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
 def _generate_shard(name: str, params: dict[str, Any], n: int, path: str, seed: int, start: int,
                     batch_size: int | None) -> int:
     """Write one shard with the serial writer (resuming its ``.partial``); return its sample count."""
+    os.environ["SCIOPS_SOLVER_THREADS"] = "1"  # sciops' own solver thread pools (read at each solve)
     problem = get(name, **params)
     torch = sys.modules.get("torch")  # imported by torch-based solvers; never imported here just for this
     if torch is not None and torch.get_num_threads() != 1:

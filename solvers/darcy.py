@@ -17,12 +17,14 @@ Linear solve
     about 1.2-1.4x faster per solve than ``scipy.sparse.linalg.spsolve``'s default COLAMD
     ordering on this symmetric positive definite matrix (scripts/bench_darcy_solver.py).
     ``"amg"``: pyamg smoothed-aggregation preconditioned conjugate gradients, for large grids.
-    A batch is solved sample by sample on a small thread pool (SuperLU releases the GIL).
+    A batch is solved sample by sample on a small thread pool (SuperLU releases the GIL): 2
+    threads, or ``$SCIOPS_SOLVER_THREADS`` (sharded generation sets 1 in each worker process).
 
 Units follow the inputs: the problem is nondimensional unless the caller says otherwise.
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -32,6 +34,7 @@ import scipy.sparse.linalg as spla
 
 FACE_AVERAGES = ("harmonic", "arithmetic")
 LINEAR_SOLVERS = ("direct", "amg")
+SOLVER_THREADS_ENV = "SCIOPS_SOLVER_THREADS"
 
 
 def face_coefficients(a: np.ndarray, averaging: str = "harmonic") -> tuple[np.ndarray, np.ndarray]:
@@ -99,6 +102,16 @@ def _solve_one(a: np.ndarray, f: np.ndarray, averaging: str, linear_solver: str,
     return u
 
 
+def default_workers() -> int:
+    """Threads :func:`solve_darcy` uses by default: ``$SCIOPS_SOLVER_THREADS`` if set, else 2."""
+    text = os.environ.get(SOLVER_THREADS_ENV, "").strip()
+    if not text:
+        return 2
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{SOLVER_THREADS_ENV}={text!r} must be an integer >= 1")
+    return int(text)
+
+
 def solve_darcy(
     a: np.ndarray,
     f: float | np.ndarray = 1.0,
@@ -106,7 +119,7 @@ def solve_darcy(
     averaging: str = "harmonic",
     linear_solver: str = "direct",
     tol: float = 1e-10,
-    workers: int = 2,
+    workers: int | None = None,
 ) -> np.ndarray:
     """Solve -div(a grad u) = f, u = 0 on the boundary of the unit square, for a batch.
 
@@ -115,7 +128,8 @@ def solve_darcy(
         f: forcing, a scalar or an array of shape (ny, nx) or (batch, ny, nx).
         averaging: face averaging of ``a``, one of ``FACE_AVERAGES``.
         linear_solver: ``"direct"`` (SuperLU) or ``"amg"`` (pyamg + CG, relative tolerance ``tol``).
-        workers: threads solving samples concurrently.
+        workers: threads solving samples concurrently; None: :func:`default_workers` (2 unless
+            ``$SCIOPS_SOLVER_THREADS`` says otherwise; sharded generation sets it to 1 per process).
 
     Returns:
         u in float64 with the shape of ``a``, zero on the boundary.
@@ -140,6 +154,8 @@ def solve_darcy(
     def job(i: int) -> np.ndarray:
         return _solve_one(a[i], f[i], averaging, linear_solver, tol)
 
+    if workers is None:
+        workers = default_workers()
     if workers > 1 and len(a) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             u = np.stack(list(pool.map(job, range(len(a)))))

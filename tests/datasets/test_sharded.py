@@ -78,6 +78,25 @@ def assert_same_dataset(path, reference):
             assert dict(got["grid"][name].attrs) == dict(ref["grid"][name].attrs)
 
 
+def _wait_group_dead(pgid, timeout=20.0):
+    """Wait until every process of the group has exited (zombies count as gone: their locks are free)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for stat in os.listdir("/proc"):
+            if stat.isdigit():
+                try:
+                    fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    alive.append(stat)
+        if not alive:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"processes {alive} of group {pgid} survived SIGKILL")
+
+
 def _mtimes(folder):
     return {f.name: f.stat().st_mtime_ns for f in sorted(folder.iterdir())}
 
@@ -171,6 +190,7 @@ def test_killed_run_keeps_finished_shards(problem, client, tmp_path):
     finally:
         child.wait()
         child.stderr.close()
+    _wait_group_dead(child.pid)  # the worker process is a grandchild; its flock goes when it is gone
     assert not path.exists()
     finished = {f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f.name.endswith(".h5")}
     assert {"shard-00000.h5", "shard-00001.h5", "shard-00002.h5"} <= set(finished) and len(finished) < n // shard
@@ -249,3 +269,21 @@ def test_default_shard_size_depends_only_on_n(problem):
     assert sharded.default_shard_size(problem, 1000) == 16
     assert sharded.default_shard_size(problem, 100_000) == 391
     assert sharded.shard_ranges(23, 5) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+
+
+def _thread_settings():
+    import torch
+
+    from sciops.solvers.darcy import default_workers
+
+    return os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(), default_workers()
+
+
+def test_workers_use_one_thread_each(index, client, monkeypatch):
+    """No oversubscription: BLAS/OpenMP, torch and the Darcy solver's pool are 1 thread per worker."""
+    assert set(client.run(_thread_settings).values()) == {("1", 1, 1)}
+    monkeypatch.setenv("SCIOPS_SOLVER_THREADS", "zero")
+    from sciops.solvers.darcy import default_workers
+
+    with pytest.raises(ValueError, match="SCIOPS_SOLVER_THREADS='zero' must be an integer >= 1"):
+        default_workers()
