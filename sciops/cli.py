@@ -96,12 +96,23 @@ def _train_config(args):
     return hparams, TrainConfig(**training)
 
 
-def cmd_train(args) -> None:
-    from sciops.training import train
+def cmd_train(args) -> int | None:
+    from sciops.training import distributed, train
 
     hparams, config = _train_config(args)
-    summary = train(args.operator, args.data, args.output, hparams=hparams, config=config, resume=args.resume,
-                    progress=None if not args.quiet else False)
+    ranks = distributed.context()
+    if args.nproc is not None and args.nproc != 1:
+        if ranks.enabled:
+            raise ValueError("--nproc starts torchrun itself; leave it out of a command that runs under torchrun")
+        distributed.check_launch(args.operator, args.data, config, args.nproc)
+        return distributed.launch([*args.argv, "--nproc", "1"], args.nproc)  # the last --nproc wins
+    try:
+        summary = train(args.operator, args.data, args.output, hparams=hparams, config=config, resume=args.resume,
+                        progress=None if not args.quiet else False)
+    finally:
+        distributed.shutdown()
+    if not ranks.is_main:
+        return None
     best = summary["best_val"]
     print(f"trained {args.operator} into {args.output}: best epoch {summary['best_epoch']}/{summary['epochs']}, "
           + ", ".join(f"val {k} {v:.4g}" for k, v in best.items())
@@ -221,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "writes OUTPUT.shards/ and a virtual-dataset index OUTPUT")
     dist.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("--shard-size", type=int, help="samples per shard with --workers/--scheduler "
-                   "(default max(16, ceil(N/256)))")
+                   "(default max(32, ceil(N/256)))")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_generate)
 
@@ -255,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--n-train", type=int, help="train on the first N samples only")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1")
+    p.add_argument("--nproc", type=int, metavar="N", help="train on N processes of this machine with "
+                   "DistributedDataParallel (runs torchrun; --batch-size stays the global batch)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -284,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="posterior draws (default 200)")
     p.add_argument("--chains", type=int, default=4, help="MAP starts (default 4)")
     p.add_argument("--steps", type=int, default=300, help="optimisation steps per start (default 300)")
-    p.add_argument("--residual-std", default="auto", help="noise level of the weak-form virtual observables: "
-                   "a number (0 disables the physics term) or auto (the model's own residual level; default)")
+    p.add_argument("--residual-std", default="0", help="noise level of the weak-form virtual observables: "
+                   "a number (0, the default, leaves the physics term out) or auto (the model's own residual level)")
     p.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
                    help="latent prior: Gaussian fit of the encoded training distribution (default) or N(0, I)")
     p.add_argument("--seed", type=int, default=0)
@@ -321,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb is None:
             parser.print_help()
             return 2
-        args.func(args)
-        return 0
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        return args.func(args) or 0
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
         return 2

@@ -266,7 +266,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
 
 def test_default_shard_size_depends_only_on_n(problem):
     assert sharded.default_shard_size(problem, 10) == 10
-    assert sharded.default_shard_size(problem, 1000) == 16
+    assert sharded.default_shard_size(problem, 1000) == 32
     assert sharded.default_shard_size(problem, 100_000) == 391
     assert sharded.shard_ranges(23, 5) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
 
