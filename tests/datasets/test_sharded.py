@@ -287,3 +287,20 @@ def test_workers_use_one_thread_each(index, client, monkeypatch):
 
     with pytest.raises(ValueError, match="SCIOPS_SOLVER_THREADS='zero' must be an integer >= 1"):
         default_workers()
+
+
+def test_cli_on_an_existing_scheduler(client, serial, tmp_path, capsys):
+    """`--scheduler ADDRESS` connects to a running cluster (here the module's) and gives the same data."""
+    out = tmp_path / "remote.h5"
+    argv = ["generate", "darcy", "-n", str(N), "-o", str(out), "--seed", str(SEED), "--param", "resolution=16",
+            "--scheduler", client.scheduler.address, "--shard-size", "7", "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert_same_dataset(out, serial)
+    assert len(list(shard_dir(out).iterdir())) == 4
+    assert main(argv) == 2 and "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    # --overwrite replaces index and shards, even those of another seed and shard size
+    assert main(argv[:-2] + ["--seed", "6", "--shard-size", "10", "--overwrite", "-q"]) == 0
+    assert sorted(f.name for f in shard_dir(out).iterdir()) == [f"shard-{i:05d}.h5" for i in range(3)]
+    with h5py.File(out, "r") as h5:
+        np.testing.assert_array_equal(h5["samples/seed"][:], [sample_seed(6, i) for i in range(N)])
