@@ -300,7 +300,7 @@ def test_cli_on_an_existing_scheduler(client, serial, tmp_path, capsys):
     assert main(argv) == 2 and "exists; pass overwrite=True (--overwrite)" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
     # --overwrite replaces index and shards, even those of another seed and shard size
-    assert main(argv[:-2] + ["--seed", "6", "--shard-size", "10", "--overwrite", "-q"]) == 0
+    assert main(argv[:-3] + ["--seed", "6", "--shard-size", "10", "--overwrite", "-q"]) == 0
     assert sorted(f.name for f in shard_dir(out).iterdir()) == [f"shard-{i:05d}.h5" for i in range(3)]
     with h5py.File(out, "r") as h5:
         np.testing.assert_array_equal(h5["samples/seed"][:], [sample_seed(6, i) for i in range(N)])
