@@ -317,15 +317,18 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
         if not resume:
             raise S.DatasetExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
         with open_read(path) as h5:
+            is_index = S.ATTR_SHARDS in h5.attrs
             try:
                 attrs, _ = S.validate(h5, path)
             except ValueError as exc:
-                raise S.DatasetExistsError(f"{exc}; pass overwrite=True (--overwrite) to replace it") from None
+                if not is_index:
+                    raise S.DatasetExistsError(f"{exc}; pass overwrite=True (--overwrite) to replace it") from None
+                attrs = S.decode_attrs(h5.attrs)  # e.g. a shard deleted since: regenerated below
         diffs = _differences(attrs, _identity(problem, n, seed))
         if diffs:
             raise S.DatasetExistsError(f"{path} exists with different settings: {_describe_diffs(diffs)}; pass "
                                        f"overwrite=True (--overwrite) to replace it")
-        if S.ATTR_SHARDS not in attrs:
+        if not is_index:
             return path  # a complete single file of this dataset
     states = {} if overwrite else _scan(folder, problem, seed, ranges)
     if states and not resume:

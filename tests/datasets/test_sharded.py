@@ -169,6 +169,14 @@ def test_resume_redoes_only_missing_and_partial_shards(index, serial, problem, c
     # resume on a finished dataset does no work and rewrites nothing but the index
     generate_sharded(problem, N, path, seed=SEED, client=client, shard_size=SHARD, resume=True, progress=False)
     assert _mtimes(folder) == after
+    # a shard lost after the index was written: readers refuse the index, resume regenerates that shard only
+    (folder / "shard-00001.h5").unlink()
+    with pytest.raises(ValueError, match="shard darcy.h5.shards/shard-00001.h5 is missing"):
+        open_dataset(path)
+    generate_sharded(problem, N, path, seed=SEED, client=client, shard_size=SHARD, resume=True, progress=False)
+    again = _mtimes(folder)
+    assert {k for k in after if again[k] != after[k]} == {"shard-00001.h5"}
+    assert_same_dataset(path, serial)
 
 
 @pytest.mark.slow
