@@ -7,6 +7,14 @@ error, the solver's and the surrogate's seconds per sample and their ratio (the 
 ``evaluate(surrogate, data=FILE)`` does the same on a stored dataset, using the solver time the
 file recorded. Surrogate time is measured after one warm-up call, on batches, on the surrogate's
 device, and includes normalisation and host/device copies.
+
+Trajectory problems (an output field with a ``t`` dim, e.g. ``navier-stokes``: w (N, T, y, x)):
+a sample is a whole trajectory, so the seconds per sample are seconds per trajectory; ``rel_l2``
+and ``rel_h1`` are the relative Bochner errors L2(0, T; L2) and L2(0, T; H1) of the whole
+trajectory (``sciops.losses`` with ``spatial_dims``), ``max_abs`` / ``rel_max`` are over all
+records, and ``report["per_time"]`` adds the relative L2 error at each recorded time (mean,
+median, max over samples, with ``report["times"]``), which shows how errors grow along a rollout.
+H1 norms use the problem's domain size (periodic grids: n times the spacing).
 """
 from __future__ import annotations
 
@@ -35,17 +43,46 @@ def fresh_seed(config: dict, n: int) -> int:
 
 
 def _as_channels(fields, names: list[str], ndim: int) -> torch.Tensor:
+    """Fields (batch, [time,] *space) stacked channel-first: (batch, C, [time,] *space)."""
     fields = fields if isinstance(fields, dict) else {names[0]: fields}
-    return torch.stack([torch.as_tensor(np.asarray(fields[k], dtype=np.float32)) for k in names], dim=-ndim - 1)
+    return torch.stack([torch.as_tensor(np.asarray(fields[k], dtype=np.float32)) for k in names], dim=1)
 
 
-def error_metrics(pred: torch.Tensor, ref: torch.Tensor, geometry: str) -> dict[str, np.ndarray]:
-    """Per-sample errors of channel-first tensors (batch, C, *space)."""
-    l2 = LpLoss(2, geometry=geometry, reduction="none")(pred, ref)
-    h1 = SobolevLoss(1, geometry=geometry, reduction="none")(pred, ref)
+def output_layout(problem, name: str) -> tuple[bool, tuple[float, ...] | float]:
+    """Whether output field ``name`` has a time axis, and its spatial extent for H^s norms
+    (periodic: n times the grid spacing per dim; bounded: the unit box, as in training)."""
+    dims = problem.fields[name].dims
+    space = [d for d in dims if d not in ("t", "channel")]
+    extent: tuple[float, ...] | float = 1.0
+    if problem.geometry == "periodic" and all(d in problem.grid and len(problem.grid[d]) > 1 for d in space):
+        extent = tuple(float(len(problem.grid[d]) * (problem.grid[d][1] - problem.grid[d][0])) for d in space)
+    return "t" in dims, extent
+
+
+def error_metrics(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *, spatial_dims: int | None = None,
+                  extent: tuple[float, ...] | float = 1.0) -> dict[str, np.ndarray]:
+    """Per-sample errors of channel-first tensors (batch, C, *space), or of trajectories
+    (batch, C, T, *space) with ``spatial_dims`` set: then Bochner L2(0, T; X) errors."""
+    kw = dict(geometry=geometry, reduction="none", spatial_dims=spatial_dims, extent=extent)
+    l2 = LpLoss(2, **kw)(pred, ref)
+    h1 = SobolevLoss(1, **kw)(pred, ref)
     max_abs = (pred - ref).abs().flatten(1).max(1).values
     rel_max = max_abs / ref.abs().flatten(1).max(1).values.clamp_min(1e-30)
     return {"rel_l2": l2.numpy(), "rel_h1": h1.numpy(), "max_abs": max_abs.numpy(), "rel_max": rel_max.numpy()}
+
+
+def per_time_errors(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *,
+                    extent: tuple[float, ...] | float = 1.0) -> np.ndarray:
+    """Relative L2 error of each record: (batch, T) for trajectories (batch, C, T, *space)."""
+    loss = LpLoss(2, geometry=geometry, reduction="none", extent=extent)
+    return torch.stack([loss(pred[:, :, t], ref[:, :, t]) for t in range(pred.shape[2])], dim=1).numpy()
+
+
+def _stats(v: np.ndarray, axis=None) -> dict:
+    def out(x):
+        return x.tolist() if isinstance(x, np.ndarray) else float(x)
+
+    return {"mean": out(v.mean(axis)), "median": out(np.median(v, axis)), "max": out(v.max(axis))}
 
 
 def _time_surrogate(surrogate, inputs, repeats: int = 3) -> float:
@@ -103,8 +140,10 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     surrogate_seconds = _time_surrogate(surrogate, model_inputs)
     pred = surrogate.solve(model_inputs)
     ndim = surrogate.ndim
-    errors = error_metrics(_as_channels(pred, surrogate.outputs, ndim),
-                           _as_channels(outputs, surrogate.outputs, ndim), problem.geometry)
+    trajectory, extent = output_layout(problem, surrogate.outputs[0])
+    pred_t = _as_channels(pred, surrogate.outputs, ndim)
+    ref_t = _as_channels(outputs, surrogate.outputs, ndim)
+    errors = error_metrics(pred_t, ref_t, problem.geometry, spatial_dims=ndim if trajectory else None, extent=extent)
     solver_per_sample = solve_seconds / n
     surrogate_per_sample = surrogate_seconds / n
     report = {
@@ -112,10 +151,9 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         "problem": config["problem"],
         "samples": n,
         "source": source,
-        "resolution": list(next(iter(outputs.values())).shape[1:]),
+        "resolution": list(next(iter(outputs.values())).shape[1:][-ndim:]),
         "trained_resolution": config["data"].get("resolution"),
-        "metrics": {name: {"mean": float(v.mean()), "median": float(np.median(v)), "max": float(v.max())}
-                    for name, v in errors.items()},
+        "metrics": {name: _stats(v) for name, v in errors.items()},
         "solver_seconds_per_sample": solver_per_sample,
         "surrogate_seconds_per_sample": surrogate_per_sample,
         "speedup": solver_per_sample / surrogate_per_sample,
@@ -127,7 +165,18 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
                          "reference": {k: v[median_sample] for k, v in outputs.items()},
                          "prediction": {k: (pred[k] if isinstance(pred, dict) else pred)[median_sample]
                                         for k in surrogate.outputs},
-                         "index": median_sample, "rel_l2": float(errors["rel_l2"][median_sample])}
+                         "index": median_sample, "rel_l2": float(errors["rel_l2"][median_sample]),
+                         "extent": extent}
+    if trajectory:
+        per_time = per_time_errors(pred_t, ref_t, problem.geometry, extent=extent)
+        times = problem.grid.get("t")
+        times = list(map(float, times)) if times is not None and len(times) == per_time.shape[1] \
+            else list(range(1, per_time.shape[1] + 1))
+        report["times"] = times
+        report["time_steps"] = len(times)
+        report["per_time"] = {"rel_l2": _stats(per_time, axis=0)}
+        report["_arrays"]["times"] = times
+        report["_arrays"]["per_time_rel_l2"] = per_time[median_sample]
     return report
 
 
@@ -138,20 +187,38 @@ def public(report: dict) -> dict:
 
 def markdown(report: dict, title: str = "Evaluation") -> str:
     m = report["metrics"]
-    rows = "\n".join(f"| {name} | {v['mean']:.4g} | {v['median']:.4g} | {v['max']:.4g} |" for name, v in m.items())
-    return (f"# {title}\n\n"
+    trajectory = "per_time" in report
+    unit, units = ("trajectory", "trajectories") if trajectory else ("sample", "samples")
+    labels = {"rel_l2": "rel_l2 (L2(0,T;L2))", "rel_h1": "rel_h1 (L2(0,T;H1))"} if trajectory else {}
+    rows = "\n".join(f"| {labels.get(name, name)} | {v['mean']:.4g} | {v['median']:.4g} | {v['max']:.4g} |"
+                     for name, v in m.items())
+    text = (f"# {title}\n\n"
             f"Operator `{report['operator']}` on problem `{report['problem']['name']}` "
-            f"({json.dumps(report['problem']['params'])}), {report['samples']} samples at "
-            f"resolution {report['resolution']} ({json.dumps(report['source'])}).\n\n"
-            f"| error | mean | median | max |\n|---|---|---|---|\n{rows}\n\n"
-            f"Reference solver: {report['solver_seconds_per_sample'] * 1e3:.3g} ms/sample; "
-            f"surrogate: {report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/sample on {report['device']}; "
-            f"speedup {report['speedup']:.3g}x.\n")
+            f"({json.dumps(report['problem']['params'])}), {report['samples']} {units} at "
+            f"resolution {report['resolution']}"
+            + (f" with {report['time_steps']} records" if trajectory else "")
+            + f" ({json.dumps(report['source'])}).\n\n"
+            f"| error | mean | median | max |\n|---|---|---|---|\n{rows}\n\n")
+    if trajectory:
+        per = report["per_time"]["rel_l2"]
+        lines = "\n".join(f"| {t:.4g} | {a:.4g} | {b:.4g} | {c:.4g} |"
+                           for t, a, b, c in zip(report["times"], per["mean"], per["median"], per["max"]))
+        text += f"Relative L2 error per recorded time:\n\n| t | mean | median | max |\n|---|---|---|---|\n{lines}\n\n"
+    return text + (f"Reference solver: {report['solver_seconds_per_sample'] * 1e3:.3g} ms/{unit}; "
+                   f"surrogate: {report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/{unit} on {report['device']}; "
+                   f"speedup {report['speedup']:.3g}x.\n")
 
 
 def summary_line(report: dict) -> str:
     m = report["metrics"]
-    return (f"relative L2 {m['rel_l2']['mean']:.4f} (median {m['rel_l2']['median']:.4f}), "
-            f"relative H1 {m['rel_h1']['mean']:.4f}, max error {m['max_abs']['max']:.3g}; "
-            f"solver {report['solver_seconds_per_sample'] * 1e3:.3g} ms/sample, surrogate "
-            f"{report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/sample, speedup {report['speedup']:.3g}x")
+    trajectory = "per_time" in report
+    unit = "trajectory" if trajectory else "sample"
+    l2 = "relative L2(0,T;L2)" if trajectory else "relative L2"
+    h1 = "relative L2(0,T;H1)" if trajectory else "relative H1"
+    text = (f"{l2} {m['rel_l2']['mean']:.4f} (median {m['rel_l2']['median']:.4f}), "
+            f"{h1} {m['rel_h1']['mean']:.4f}, max error {m['max_abs']['max']:.3g}; ")
+    if trajectory:
+        per = report["per_time"]["rel_l2"]["mean"]
+        text += f"relative L2 at t = {report['times'][0]:.3g} / {report['times'][-1]:.3g}: {per[0]:.4f} / {per[-1]:.4f}; "
+    return text + (f"solver {report['solver_seconds_per_sample'] * 1e3:.3g} ms/{unit}, surrogate "
+                   f"{report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/{unit}, speedup {report['speedup']:.3g}x")
