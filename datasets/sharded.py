@@ -36,7 +36,13 @@ Threads. Workers run one task at a time with one thread: LocalCluster workers ge
 ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1``, and each task sets torch to one thread
 and ``SCIOPS_SOLVER_THREADS=1`` (the Darcy solver's thread pool, 2 by default), so W workers use W
 cores. Workers of an existing cluster must have sciops installed and see the
-output folder (a shared filesystem); paths are sent to them as absolute paths.
+output folder (a shared filesystem); paths are sent to them as absolute paths. Dask's nanny sets
+``MALLOC_TRIM_THRESHOLD_=65536`` in workers, which slowed the torch-FFT Navier-Stokes solver 8x here:
+the LocalCluster started here unsets it, and on an existing cluster a note says so (the fix is the
+Dask config ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null`` on the workers).
+
+Python API: ``workers=W`` starts worker processes with the ``spawn`` method, so a script calling it
+needs the usual ``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
@@ -66,6 +72,10 @@ MAX_SHARD_BYTES = 2**30
 CONNECT_TIMEOUT = 5.0  # seconds to reach an existing scheduler before giving up
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                      "SCIOPS_SOLVER_THREADS": "1"}
+# Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers (less memory kept after tasks); glibc then
+# serves every allocation above 128 KiB with a fresh mmap, which made the torch-FFT Navier-Stokes
+# solver 8x slower in a worker than in a plain process here. sciops' LocalCluster leaves it unset.
+MALLOC_ENV = "MALLOC_TRIM_THRESHOLD_"
 _COPY_BLOCK_BYTES = 64 * 2**20
 
 
@@ -278,9 +288,17 @@ def _connect(workers: int | None, scheduler: str | None):
                              f"({reason}); start one with `dask scheduler` and workers with `dask worker "
                              f"ADDRESS`, or use --workers W for a local cluster") from None
         return client, None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           env=dict(SINGLE_THREAD_ENV))
+    import dask
+
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_ENV}": None}):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               env=dict(SINGLE_THREAD_ENV))
     return Client(cluster, set_as_default=False), cluster
+
+
+def _malloc_trim(client) -> set[str]:
+    """Values of MALLOC_TRIM_THRESHOLD_ set in the cluster's workers."""
+    return {v for v in client.run(os.environ.get, MALLOC_ENV).values() if v is not None}
 
 
 def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: int = 0,
@@ -339,6 +357,10 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
     if pending:
         own_client, cluster = (None, None) if client is not None else _connect(workers, scheduler)
         try:
+            if cluster is None and progress is not False and _malloc_trim(own_client or client):
+                print(f"sciops: note: the Dask workers run with {MALLOC_ENV} set (the nanny's default), which can "
+                      f"make solvers several times slower; see 'Generating on a Dask cluster' in the README",
+                      file=sys.stderr)
             if overwrite:
                 _remove_old(path, folder)
             folder.mkdir(parents=True, exist_ok=True)
