@@ -11,6 +11,10 @@ A config file has two optional tables::
     loss = "h1"
 
 Command-line options override the file; the file overrides the defaults below.
+
+``batch_size`` is the global batch: the samples of one optimiser step over all processes. Under
+torchrun with W processes each takes ``batch_size / W`` of them (W must divide it), so the same
+settings give the same training whatever W is (see :mod:`sciops.training.distributed`).
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ SCHEDULERS = ("onecycle", "cosine", "step", "none")
 @dataclass
 class TrainConfig:
     epochs: int = 40
-    batch_size: int = 32
+    batch_size: int = 32  # global batch, over all processes
     lr: float = 5e-3
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"
@@ -59,6 +63,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def split(self, n_samples: int, source: str | Path) -> tuple[int, int]:
+        """(n_train, n_val) for a file of ``n_samples``: validation is the last ``val_fraction``."""
+        n_val = max(1, round(self.val_fraction * n_samples))
+        n_train = n_samples - n_val
+        if self.n_train is not None:
+            if self.n_train > n_train:
+                raise ValueError(f"n_train={self.n_train} but {source} has only {n_train} "
+                                 f"training samples after holding out {n_val} for validation")
+            n_train = self.n_train
+        if n_train < 1:
+            raise ValueError(f"{source} has {n_samples} samples: too few to hold out validation samples and train")
+        return n_train, n_val
 
 
 def load_toml(path: str | Path) -> tuple[dict, dict]:

@@ -21,6 +21,11 @@ from a generator seeded with (seed, e). After every epoch ``state.pt`` (model, o
 scheduler, history) is replaced atomically and ``metrics.jsonl`` is rewritten from the history,
 so a run killed at any point and resumed with ``resume=True`` continues from the last completed
 epoch and ends with the same weights and the same metrics lines as an uninterrupted run.
+
+Several processes (torchrun, ``sciops train --nproc N``): ``batch_size`` is the global batch and
+each rank trains on its share of every batch with DistributedDataParallel; statistics, metrics,
+checkpoints and resume are those of a single-process run, written by rank 0 only. See
+:mod:`sciops.training.distributed`.
 """
 from __future__ import annotations
 
@@ -33,11 +38,11 @@ import torch
 
 import sciops
 from sciops import checkpoint as ckpt
-from sciops.datasets import open_dataset
 from sciops.losses import make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
 from sciops.operators import build, hyperparameters, operator_class
 from sciops.datasets.progress import Progress
+from sciops.training import distributed as ddp
 from sciops.training.config import TrainConfig
 
 
@@ -85,7 +90,8 @@ class Trainer:
         self.data_path = Path(data)
         self.cfg = config or TrainConfig()
         self.progress = progress
-        self.device = resolve_device(self.cfg.device)
+        self.ranks = ddp.context()  # one process unless started by torchrun
+        self.device = ddp.rank_device(self.ranks, resolve_device(self.cfg.device))
         defaults = hyperparameters(operator)  # validates the operator name before any file is read
         unknown = sorted(set(hparams or {}) - set(defaults))
         if unknown:
@@ -94,18 +100,11 @@ class Trainer:
         prepare = getattr(operator_class(operator), "prepare_hyperparameters", None)
         if prepare is not None:  # e.g. SpecBoost embeds the configuration of the run it boosts
             self.hparams = prepare(self.hparams)
-        self.dataset = open_dataset(self.data_path)
+        self.dataset = ddp.open_rank_dataset(self.data_path, self.ranks)
         problem = self.dataset.problem
         n = self.dataset.n_samples
-        self.n_val = max(1, round(self.cfg.val_fraction * n))
-        n_train = n - self.n_val
-        if self.cfg.n_train is not None:
-            if self.cfg.n_train > n_train:
-                raise ValueError(f"n_train={self.cfg.n_train} but {self.data_path} has only {n_train} "
-                                 f"training samples after holding out {self.n_val} for validation")
-            n_train = self.cfg.n_train
-        if n_train < 1:
-            raise ValueError(f"{self.data_path} has {n} samples: too few to hold out validation samples and train")
+        n_train, self.n_val = self.cfg.split(n, self.data_path)
+        ddp.check_world_size(self.cfg.batch_size, self.ranks.world_size, n_train)
         self.train_idx = torch.arange(n_train)
         self.val_idx = torch.arange(n - self.n_val, n)
         x0, y0 = self.dataset.get_batch([0])
@@ -130,6 +129,7 @@ class Trainer:
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
         self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry, spatial_dims=space)
         self.metric_fns = {m: make_loss(m, geometry=problem.geometry, spatial_dims=space) for m in self.cfg.metrics}
+        ddp.setup(self.ranks, self.device)  # after the checks above, which every rank makes alike
 
     # --- pieces -----------------------------------------------------------------------------------
     def _stats(self) -> dict:
@@ -154,26 +154,33 @@ class Trainer:
         return {"in_mean": in_mean, "in_std": in_std, "out_mean": out_mean, "out_std": out_std}
 
     def _batches(self, indices: torch.Tensor, shuffle_epoch: int | None):
+        """This rank's share of each global batch: (x, y, n, m), n of the batch's m samples (all of
+        them in one process). An empty share yields the batch's first sample, to weigh with 0."""
         if shuffle_epoch is not None:
             indices = indices[torch.randperm(len(indices), generator=_epoch_generator(self.cfg.seed, shuffle_epoch))]
         for start in range(0, len(indices), self.cfg.batch_size):
-            x, y = self.dataset.get_batch(indices[start:start + self.cfg.batch_size].tolist())
-            yield x.to(self.device), y.to(self.device)
+            batch = indices[start:start + self.cfg.batch_size]
+            mine = ddp.share(batch, self.ranks)
+            x, y = self.dataset.get_batch((mine if len(mine) else batch[:1]).tolist())
+            yield x.to(self.device), y.to(self.device), len(mine), len(batch)
 
     @torch.no_grad()
     def validate(self, model) -> dict[str, float]:
         model.eval()
         totals = {name: 0.0 for name in ["loss", *self.metric_fns]}
-        for x, y in self._batches(self.val_idx, None):
+        for x, y, n, _ in self._batches(self.val_idx, None):
+            if n == 0:
+                continue
             pred = model(x)
-            totals["loss"] += self.loss_fn(pred, y).item() * len(x)
+            totals["loss"] += self.loss_fn(pred, y).item() * n
             for name, fn in self.metric_fns.items():
-                totals[name] += fn(pred, y).item() * len(x)
-        return {name: total / len(self.val_idx) for name, total in totals.items()}
+                totals[name] += fn(pred, y).item() * n
+        sums = ddp.all_sum(self.ranks, list(totals.values()))
+        return {name: total / len(self.val_idx) for name, total in zip(totals, sums)}
 
     # --- main loop --------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict:
-        cfg = self.cfg
+    def _start(self, resume: bool) -> dict:
+        """Check the run directory for a new or resumed run; the normalisation statistics to use."""
         state_path = self.run_dir / ckpt.STATE
         if resume:
             if not state_path.is_file():
@@ -185,12 +192,16 @@ class Trainer:
             for key in ("operator", "problem", "training", "data"):
                 if saved[key] != mine[key]:
                     raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's")
-            self.config["normalization"] = saved["normalization"]
-        else:
-            if (self.run_dir / ckpt.CONFIG).exists():
-                raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
-                                 "or choose another directory")
-            self.config["normalization"] = self._stats()
+            return saved["normalization"]
+        if (self.run_dir / ckpt.CONFIG).exists():
+            raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
+                             "or choose another directory")
+        return self._stats()
+
+    def fit(self, resume: bool = False) -> dict:
+        cfg, ranks = self.cfg, self.ranks
+        state_path = self.run_dir / ckpt.STATE
+        self.config["normalization"] = ddp.on_main(ranks, lambda: self._start(resume))
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -207,56 +218,63 @@ class Trainer:
         history: list[dict] = []
         start_epoch = 0
         if resume:
-            state = ckpt.load_tensors(state_path, map_location=self.device)
+            where = "cpu" if ranks.enabled else self.device  # rank 0 reads, every rank loads
+            state = ddp.on_main(ranks, lambda: ckpt.load_tensors(state_path, map_location=where))
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             history = state["history"]
             start_epoch = len(history)
-        else:
+        elif ranks.is_main:
             ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
 
         best = min((h["val"][cfg.select] for h in history), default=float("inf"))
         bar = Progress(cfg.epochs, initial=start_epoch, desc=f"train {self.config['operator']['name']}",
-                       unit="epoch", mode=self.progress)
+                       unit="epoch", mode=self.progress if ranks.is_main else False)
         custom_loss = getattr(model.operator, "training_loss", None)  # e.g. physics-informed, label-free
         labels = getattr(model.operator, "uses_labels", True)
+        objective = ddp.wrap(ddp.Objective(model, self.loss_fn, custom_loss, labels, self.dataset.problem),
+                             ranks, self.device)
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             t0 = time.perf_counter()
             total, count = 0.0, 0
-            for x, y in self._batches(self.train_idx, epoch):
+            for x, y, n, m in self._batches(self.train_idx, epoch):
                 optimizer.zero_grad(set_to_none=True)
-                if custom_loss is None:
-                    loss = self.loss_fn(model(x), y)
-                else:
-                    loss = custom_loss(x, y if labels else None, problem=self.dataset.problem)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
-                                             "lower the learning rate")
-                loss.backward()
+                loss = objective(x, y)
+                value = loss.item()
+                batch_sum, bad = ddp.all_sum(ranks, [value * n if n else 0.0, 0.0 if math.isfinite(value) or not n else 1.0])
+                if bad:
+                    what = value if n and not math.isfinite(value) else "non-finite on another rank"
+                    raise FloatingPointError(f"training loss became {what} at epoch {epoch + 1}; lower the learning rate")
+                # rank shares of n samples out of m: weight n W / m makes the DDP average the global batch mean
+                (loss if n * ranks.world_size == m else loss * (n * ranks.world_size / m)).backward()
                 optimizer.step()
                 scheduler.step()
-                total += loss.item() * len(x)
-                count += len(x)
+                total += batch_sum
+                count += m
             seconds = time.perf_counter() - t0
             val = self.validate(model)
             record = {"epoch": epoch + 1, "train_loss": total / count, "val": val,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
             history.append(record)
-            if val[cfg.select] < best:
-                best = val[cfg.select]
-                ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
-            ckpt.save_tensors(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                           "scheduler": scheduler.state_dict(), "history": history})
-            self._write_metrics(history)
+            improved = val[cfg.select] < best
+            best = min(best, val[cfg.select])
+            if ranks.is_main:
+                if improved:
+                    ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
+                ckpt.save_tensors(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                               "scheduler": scheduler.state_dict(), "history": history})
+                self._write_metrics(history)
             bar.set_postfix_str(f"loss {record['train_loss']:.4f} val {cfg.select} {val[cfg.select]:.4f} "
                                 f"best {best:.4f} ({seconds:.1f}s/epoch)")
             bar.update(1)
         bar.close()
         summary = self._summary(history)
         self.config["history"] = summary
-        ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
+        if ranks.is_main:
+            ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
+        ddp.barrier(ranks)  # the run directory is complete when fit returns on any rank
         return summary
 
     def _write_metrics(self, history: list[dict]) -> None:
