@@ -37,7 +37,7 @@ Threads. Workers run one task at a time with one thread: LocalCluster workers ge
 and ``SCIOPS_SOLVER_THREADS=1`` (the Darcy solver's thread pool, 2 by default), so W workers use W
 cores. Workers of an existing cluster must have sciops installed and see the
 output folder (a shared filesystem); paths are sent to them as absolute paths. Dask's nanny sets
-``MALLOC_TRIM_THRESHOLD_=65536`` in workers, which slowed the torch-FFT Navier-Stokes solver 8x here:
+``MALLOC_TRIM_THRESHOLD_=65536`` in workers, which slowed the torch-FFT Navier-Stokes solver 7-10x:
 the LocalCluster started here unsets it, and on an existing cluster a note says so (the fix is the
 Dask config ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null`` on the workers).
 
@@ -61,7 +61,7 @@ import numpy as np
 from sciops.datasets import schema as S
 from sciops.datasets.h5io import WriterLock, killed_before_swmr, open_read
 from sciops.datasets.progress import Progress
-from sciops.datasets.writer import _check_int, _differences, _identity, default_batch_size, generate
+from sciops.datasets.writer import _check_int, _differences, _identity, generate
 from sciops.problems import Problem, get, sample_seed
 
 SHARDS_SUFFIX = ".shards"
@@ -74,7 +74,7 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_N
                      "SCIOPS_SOLVER_THREADS": "1"}
 # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers (less memory kept after tasks); glibc then
 # serves every allocation above 128 KiB with a fresh mmap, which made the torch-FFT Navier-Stokes
-# solver 8x slower in a worker than in a plain process here. sciops' LocalCluster leaves it unset.
+# solver 7-10x slower in a worker than in a plain process in a probe here. sciops' LocalCluster leaves it unset.
 MALLOC_ENV = "MALLOC_TRIM_THRESHOLD_"
 _COPY_BLOCK_BYTES = 64 * 2**20
 
@@ -131,10 +131,10 @@ def _shard_identity(problem: Problem, seed: int, lo: int, hi: int) -> dict[str, 
 def _check_shard_attrs(file: Path, attrs: dict[str, Any], problem: Problem, seed: int,
                        ranges: list[tuple[int, int]], i: int, folder: Path) -> None:
     """A shard file found in the folder must belong to this dataset and this layout."""
-    same = _differences({**attrs, S.ATTR_N_SAMPLES: None, S.ATTR_START: None},
-                        {**_identity(problem, 0, seed), S.ATTR_N_SAMPLES: None, S.ATTR_START: None})
-    if same:
-        raise ValueError(f"{file} belongs to another dataset ({_describe_diffs(same)}); remove {folder} or "
+    diffs = _differences({**attrs, S.ATTR_N_SAMPLES: None, S.ATTR_START: None},
+                         {**_identity(problem, 0, seed), S.ATTR_N_SAMPLES: None, S.ATTR_START: None})
+    if diffs:
+        raise ValueError(f"{file} belongs to another dataset ({_describe_diffs(diffs)}); remove {folder} or "
                          f"pass overwrite=True (--overwrite) to start again")
     lo, hi = ranges[i] if i < len(ranges) else (None, None)
     got_lo = int(attrs.get(S.ATTR_START, 0))
@@ -223,7 +223,7 @@ def write_index(path: str | os.PathLike, problem: Problem, n: int, seed: int, sh
             if info.shape[1:] != fields0[name].shape[1:] or info.dims != fields0[name].dims:
                 raise ValueError(f"{f}: field {name!r} has sample shape {info.shape[1:]}; {files[0]} has "
                                  f"{fields0[name].shape[1:]}")
-    rel = [os.path.relpath(f, path.parent) for f in files]
+    rel = [Path(os.path.relpath(f, path.parent)).as_posix() for f in files]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w", libver=S.LIBVER) as out, h5py.File(files[0], "r") as first:
