@@ -47,6 +47,7 @@ needs the usual ``if __name__ == "__main__":`` guard.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 import os
 import re
@@ -292,7 +293,7 @@ def _connect(workers: int | None, scheduler: str | None):
 
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_ENV}": None}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=dict(SINGLE_THREAD_ENV))
+                               env=dict(SINGLE_THREAD_ENV), silence_logs=logging.ERROR)
     return Client(cluster, set_as_default=False), cluster
 
 
