@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
         return 2
     except USER_ERRORS as exc:
+        if getattr(exc, "rank0_copy", False):  # a training rank's copy of rank 0's error, printed there
+            return 2
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
         print(f"sciops: error: {message}", file=sys.stderr)
         return 2

@@ -191,6 +191,7 @@ def on_main(ctx: Context, fn: Callable[[], Any]) -> Any:
         raise error
     result, sent = box[0]
     if sent is not None:
+        sent.rank0_copy = True  # rank 0 reports it; the command line prints it once
         raise sent
     return result
 
@@ -268,6 +269,7 @@ def launch(argv: list[str], nproc: int) -> int:
     ``OMP_NUM_THREADS`` each rank gets (CPUs // nproc) threads. Returns 2 when every failed rank
     exited with 2 (bad input, already reported by the ranks), 1 for any other failure.
     """
+    import logging
     import uuid
 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -277,6 +279,10 @@ def launch(argv: list[str], nproc: int) -> int:
         os.environ["OMP_NUM_THREADS"] = str(max(1, _cpus() // nproc))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn")
+    # the ranks report their own errors; the agent's log line about a failed rank would repeat them
+    agent_log = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
+    level = agent_log.level
+    agent_log.setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-u", "-m", "sciops", *argv)
     except ChildFailedError as exc:
@@ -286,4 +292,6 @@ def launch(argv: list[str], nproc: int) -> int:
         ranks = ", ".join(str(r) for r in sorted(exc.failures))
         print(f"sciops: error: rank {ranks} failed (exit code {', '.join(map(str, codes))})", file=sys.stderr)
         return 1
+    finally:
+        agent_log.setLevel(level)
     return 0

@@ -79,9 +79,11 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
         Trainer.validate = validate
         train("fno", data, f"{out}/resumed", hparams=FNO, config=TrainConfig(**UNEVEN), resume=True, progress=None)
         train("dgno", data, f"{out}/dgno", hparams=DGNO, config=TrainConfig(**{**PLAIN, "epochs": 2}), progress=None)
+        # rank 0 finds the run directory taken; every rank exits with 2, only rank 0 prints
+        code = main(["train", "fno", "--data", data, "-o", f"{out}/plain", "--batch-size", "8"])
     distributed.shutdown()
     with open(f"{out}/rank{rank}.json", "w") as f:
-        json.dump({"writes": writes, "stderr": stderr.getvalue()}, f)
+        json.dump({"writes": writes, "stderr": stderr.getvalue(), "code": code}, f)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,9 @@ def test_only_rank_zero_writes_and_prints(ddp_runs):
     assert rank1["writes"] == [] and rank1["stderr"] == ""
     assert {ckpt.CONFIG, ckpt.STATE, ckpt.WEIGHTS, ckpt.METRICS} <= set(rank0["writes"])
     assert "train fno: 3/3 epochs" in rank0["stderr"]
+    assert rank0["code"] == rank1["code"] == 2
+    errors = [line for line in rank0["stderr"].splitlines() if line.startswith("sciops: error")]
+    assert len(errors) == 1 and "already holds a run; pass --resume" in errors[0]
     assert not list(ddp_runs.glob("*/.*.tmp"))
 
 
