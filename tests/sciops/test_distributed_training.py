@@ -213,6 +213,16 @@ def test_nproc_under_torchrun_is_refused(tmp_path, data, monkeypatch, capsys):
     assert code == 2 and "leave it out of a command that runs under torchrun" in capsys.readouterr().err
 
 
+def test_large_files_are_read_lazily_by_each_rank(data, monkeypatch):
+    two_local = distributed.Context(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert distributed.open_rank_dataset(data, two_local).in_memory
+    ds = distributed.open_rank_dataset(data, distributed.Context())
+    nbytes = ds.n_samples * sum(ds.fields[n].sample_bytes for n in ds.input_fields + ds.output_fields)
+    monkeypatch.setattr("sciops.datasets.reader.AUTO_IN_MEMORY_BYTES", int(1.5 * nbytes))  # one copy fits, two not
+    assert not distributed.open_rank_dataset(data, two_local).in_memory
+    assert distributed.open_rank_dataset(data, distributed.Context()).in_memory  # one process: as before
+
+
 def test_rank_shares_cover_each_batch_once():
     batch = torch.arange(100, 105)
     shares = [distributed.share(batch, distributed.Context(rank=r, world_size=3)) for r in range(3)]
