@@ -12,8 +12,14 @@ What it measures
     times the zero-configuration serial path (``sciops generate`` without --workers, whose Darcy
     solver uses a 2-thread pool over each batch).
 
+    The peer measured in the same run is the machine itself: the same samples solved by 1 and by 2
+    plain independent Python processes (one thread each, no Dask, no files), whose efficiency is
+    the most any scheduler can get on this machine at this moment (other jobs on a shared machine
+    lower it). The script prints Dask's efficiency and its ratio to that ceiling.
+
     The number of samples is chosen from a short single-threaded pilot run so that the 1-worker
-    run takes about ``--seconds``. Both sharded outputs are checked to hold identical fields.
+    run takes about ``--seconds`` (at least 12 shards, so that 2 workers can balance). Both sharded
+    outputs are checked to hold identical fields.
 
 How to run
     python scripts/bench_generation.py                    # darcy at 128^2, navier-stokes 64^2 to t = 2
@@ -56,6 +62,40 @@ def _pilot_seconds_per_sample(problem, samples: int) -> float:
         torch.set_num_threads(old[1])
 
 
+_PLAIN = """
+import os, sys, time, torch
+os.environ["SCIOPS_SOLVER_THREADS"] = "1"
+torch.set_num_threads(1)
+from sciops.problems import get
+p = get(sys.argv[1], **eval(sys.argv[2]))
+p.generate(1, 0, 10**6)
+lo, hi = int(sys.argv[3]), int(sys.argv[4])
+t = time.perf_counter()
+for start in range(lo, hi, 32):
+    p.generate(min(32, hi - start), 0, start)
+print(time.perf_counter() - t)
+"""
+
+
+def _plain_processes(problem, n: int, k: int) -> float:
+    """Throughput of k independent single-threaded processes solving samples 0..n-1 between them."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    bounds = [n * j // k for j in range(k + 1)]
+    procs = [subprocess.Popen([sys.executable, "-c", _PLAIN, problem.name, repr(dict(problem.params)),
+                               str(bounds[j]), str(bounds[j + 1])], stdout=subprocess.PIPE, env=env, text=True)
+             for j in range(k)]
+    times = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"plain process failed with exit code {proc.returncode}")
+        times.append(float(out.split()[-1]))
+    return n / max(times)
+
+
 def _warm(name: str, params: dict) -> None:
     from sciops.problems import get
 
@@ -90,8 +130,8 @@ def bench(name: str, params: dict, seconds: float, serial: bool, workdir: Path) 
     from sciops.problems import get
 
     problem = get(name, **params)
-    per_sample = _pilot_seconds_per_sample(problem, 4)
-    n = max(32, int(round(seconds / per_sample)))
+    per_sample = _pilot_seconds_per_sample(problem, 8)
+    n = max(12 * 32, int(round(seconds / per_sample)))
     shard = default_shard_size(problem, n)
     print(f"\n{name} {params}: pilot {1e3 * per_sample:.1f} ms/sample (1 thread) -> n = {n}, shard size {shard}, "
           f"{-(-n // shard)} shards", flush=True)
@@ -110,6 +150,11 @@ def bench(name: str, params: dict, seconds: float, serial: bool, workdir: Path) 
     assert _same_fields(outs[1], outs[2]), "1-worker and 2-worker datasets differ"
     row["efficiency"] = row[2] / row[1] / 2
     print(f"  parallel efficiency (thr2 / thr1) / 2 = {row['efficiency']:.2f}  (goal >= 0.80); outputs identical",
+          flush=True)
+    plain = {k: _plain_processes(problem, n, k) for k in (1, 2)}
+    row["ceiling"] = plain[2] / plain[1] / 2
+    print(f"  peer, plain processes (no Dask, no files): 1 -> {plain[1]:.2f}, 2 -> {plain[2]:.2f} samples/s, "
+          f"efficiency {row['ceiling']:.2f}; Dask / plain efficiency = {row['efficiency'] / row['ceiling']:.2f}",
           flush=True)
     return row
 
@@ -149,11 +194,13 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nload average after: {os.getloadavg()}")
-    print(f"\n| problem | n | serial [samples/s] | 1 worker | 2 workers | efficiency |")
-    print("|---|---|---|---|---|---|")
+    print("\n| problem | n | serial [samples/s] | Dask 1 worker | Dask 2 workers | efficiency | plain-process "
+          "efficiency (machine ceiling) | Dask / ceiling |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         serial = f"{r['serial']:.2f}" if "serial" in r else "-"
-        print(f"| {r['problem']} | {r['n']} | {serial} | {r[1]:.2f} | {r[2]:.2f} | {r['efficiency']:.2f} |")
+        print(f"| {r['problem']} | {r['n']} | {serial} | {r[1]:.2f} | {r[2]:.2f} | {r['efficiency']:.2f} | "
+              f"{r['ceiling']:.2f} | {r['efficiency'] / r['ceiling']:.2f} |")
 
 
 if __name__ == "__main__":
