@@ -231,11 +231,14 @@ def resume_command(path: str | os.PathLike, attrs: dict[str, Any]) -> str:
         params = {k: v for k, v in params.items() if k not in defaults or not same_json(v, defaults[k])}
     except Exception:  # unknown problem in this installation: spell out every parameter
         pass
-    parts = ["sciops", "generate", str(name), "-n", str(attrs.get(ATTR_N_SAMPLES, "N")),
-             "-o", os.fspath(final_path(path)), "--seed", str(attrs.get(ATTR_SEED, 0))]
+    n, output, extra = str(attrs.get(ATTR_N_SAMPLES, "N")), final_path(path), []
+    folder = output.parent
+    if attrs.get(ATTR_START) and folder.name.endswith(".shards"):  # a shard: rerun its sharded run
+        n, output, extra = "N", folder.with_name(folder.name[: -len(".shards")]), ["--workers", "W"]
+    parts = ["sciops", "generate", str(name), "-n", n, "-o", os.fspath(output), "--seed", str(attrs.get(ATTR_SEED, 0))]
     for key, value in params.items():
         parts += ["--param", f"{key}={'none' if value is None else value}"]
-    return " ".join(shlex.quote(p) for p in parts) + " --resume"
+    return " ".join(shlex.quote(p) for p in parts + extra) + " --resume"
 
 
 def validate(h5, path: str | os.PathLike, *, require_complete: bool = True) -> tuple[dict[str, Any], dict[str, FieldInfo]]:

@@ -316,3 +316,12 @@ def test_cli_on_an_existing_scheduler(client, serial, tmp_path, capsys):
     assert sorted(f.name for f in shard_dir(out).iterdir()) == [f"shard-{i:05d}.h5" for i in range(3)]
     with h5py.File(out, "r") as h5:
         np.testing.assert_array_equal(h5["samples/seed"][:], [sample_seed(6, i) for i in range(N)])
+
+
+def test_info_on_a_partial_shard_names_the_sharded_resume(index, problem, tmp_path):
+    path = _copy(index, tmp_path)
+    shard = shard_dir(path) / "shard-00002.h5"
+    shard.rename(shard.with_name(shard.name + ".partial"))  # a complete-looking file under the .partial name
+    text = describe(shard.with_name(shard.name + ".partial"))
+    assert f"sciops generate darcy -n N -o {path} --seed {SEED} --param resolution=16 --workers W --resume" in text
+    assert "shard      samples 10..14 of a sharded dataset" in text
