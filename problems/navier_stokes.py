@@ -72,8 +72,9 @@ Scales, resolution check and time step
       when called from ``generate``) and the time since the input state.
 
 Defaults (nu = 1e-3, stored and solved at 64^2, 10 time units recorded every unit, RK4-CN in
-float64): solving at 128^2 and truncating to 64^2 changes the records by relative 1e-7 on FNO
-data (measured with scripts/bench_ns_generation.py), so the default solves at the stored grid.
+float64): solving at 128^2 and truncating to 64^2 changes the records by at most relative 3e-7
+on FNO data at 5.6x the cost (scripts/bench_ns_generation.py), so the default solves at the
+stored grid; 1000 trajectories took 3.3 min on the 2-core dev box.
 The FNO paper's settings are parameters: ``solve_resolution=256 t_final=50`` (nu 1e-3).
 
 References
@@ -100,6 +101,11 @@ MAX_COURANT = 1.0      # refuse larger (estimated) CFL numbers; the solver stops
 TARGET_COURANT = 0.5   # the default time step's CFL number on the estimated velocity
 SPEED_FACTOR = 4.0     # max |u| + |v| over the grid ~ this x the rms speed
 MIN_RESOLUTION = 8
+# CPU solves on grids up to this size run with one torch thread: the FFTs of a (16, 64, 64) batch are
+# too small to split, and on the 2-core dev box two intra-op threads made the default generation
+# 6x slower (1.59 s vs 0.25 s per trajectory, scripts/bench_ns_generation.py). Use
+# `sciops generate --workers W` to use several cores.
+SINGLE_THREAD_MAX_N = 128
 
 
 # ----------------------------------------------------------------------------------- spectral tools
@@ -327,6 +333,9 @@ class NavierStokes(Problem):
         n = max(m, p["solve_resolution"])
         dt = self.dt if n == p["solve_resolution"] else self._time_step(n)
         w = fourier_resample(torch.as_tensor(w0, dtype=DTYPES[p["dtype"]]), n)
+        threads = torch.get_num_threads()
+        if n <= SINGLE_THREAD_MAX_N:
+            torch.set_num_threads(1)
         try:
             traj = simulate(w, dt=dt, record_times=record_times, viscosity=p["viscosity"], forcing=p["forcing"],
                             length=self.length, drag=self.drag, stepper=STEPPERS[p["stepper"]],
@@ -335,6 +344,8 @@ class NavierStokes(Problem):
             raise BlowUpError(first_index + err.sample, err.time,
                               f"{err.reason} ({what} sample {first_index + err.sample}; dt = {dt:.4g} at "
                               f"{n}^2: set a smaller dt, a larger viscosity, or check the input)") from None
+        finally:
+            torch.set_num_threads(threads)
         return fourier_resample(traj, m).double().numpy()
 
     def _check_inputs(self, w0) -> np.ndarray:
