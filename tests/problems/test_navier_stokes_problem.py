@@ -44,7 +44,9 @@ def test_contract_shapes_grid_and_fields():
     np.testing.assert_allclose(p.grid["x"], np.arange(16) / 16)   # FNO forcing: L = 1, x_i = i L / n
     w0 = p.sample_inputs(3, seed=1)
     assert w0.shape == (3, 16, 16) and w0.dtype == np.float32
+    threads = torch.get_num_threads()
     w = p.solve(w0)
+    assert torch.get_num_threads() == threads  # small grids solve single-threaded, then restore
     assert w.shape == (3, 2, 16, 16) and w.dtype == np.float32
     assert p.solve(w0[0]).shape == (2, 16, 16)
     # the input state is not repeated: the first record is w(0.25), not w0
