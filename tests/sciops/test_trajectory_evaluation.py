@@ -117,3 +117,21 @@ def test_evaluation_on_a_stored_trajectory_file(tmp_path):
     report = evaluate(ScaledSolver(problem), data=path)
     assert report["samples"] == 3 and report["source"]["seed"] == 2
     np.testing.assert_allclose(report["per_time"]["rel_l2"]["max"], np.abs(FACTORS), rtol=1e-4)
+
+
+def test_cli_evaluate_of_a_trained_trajectory_operator(tmp_path, capsys):
+    """generate -> train fno-rollout -> evaluate --fresh: per-time errors, figure and report."""
+    from sciops.cli import main
+
+    data, run, png, rep = tmp_path / "d.h5", tmp_path / "run", tmp_path / "e.png", tmp_path / "r.json"
+    params = [a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")]
+    assert main(["generate", "navier-stokes", "-n", "24", "-o", str(data), "-q", *params]) == 0
+    assert main(["train", "fno-rollout", "--data", str(data), "-o", str(run), "--epochs", "2", "--set", "width=8",
+                 "--set", "modes=4", "--set", "layers=2", "-q"]) == 0
+    assert main(["evaluate", str(run), "--fresh", "3", "--plot", str(png), "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "relative L2(0,T;L2)" in out and "ms/trajectory" in out
+    report = json.loads(rep.read_text())
+    assert report["times"] == pytest.approx([0.25, 0.5, 0.75]) and report["resolution"] == [16, 16]
+    assert len(report["per_time"]["rel_l2"]["mean"]) == 3 and report["speedup"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
