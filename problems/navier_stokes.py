@@ -63,8 +63,8 @@ Scales, resolution check and time step
       enstrophy-cascade dissipation scale of 2D turbulence up to a factor of order one). Otherwise
       ``get`` raises ValueError naming the smallest solve_resolution that passes;
       ``resolution_check="off"`` skips it (deliberately under-resolved data). The defaults pass
-      with margin 3.7 (nu = 1e-3 at 64^2, T = 10); the paper's nu = 1e-4 (T = 30) needs 128^2,
-      nu = 1e-5 (T = 20) 256^2.
+      with margin 3.7 (nu = 1e-3 at 64^2, T = 10); the paper's nu = 1e-4 (T = 30) needs n >= 88,
+      nu = 1e-5 (T = 20) n >= 229 (both pass at the paper's 256^2).
     * Time step: ``dt`` (when unset) is 0.5 dx / U shortened to divide record_every; a given ``dt``
       whose estimated CFL number dt U / dx exceeds 1 (the explicit advection limit, the solver's
       ``max_courant``) is refused. During the solve the solver checks the actual CFL number and
