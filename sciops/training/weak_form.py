@@ -131,7 +131,8 @@ def sample_wendland_set(n_centres: int, radius: tuple[float, float] = (0.02, 0.0
 
 
 def darcy_residuals(tf: WendlandSet, s: torch.Tensor, grad_u: torch.Tensor, a: torch.Tensor,
-                    f: float | torch.Tensor, *, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    f: float | torch.Tensor, *,
+                    weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Mass-normalised weak residuals at the quadrature points of ``tf``.
 
     Args:

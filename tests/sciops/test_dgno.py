@@ -141,7 +141,8 @@ def test_weighted_constitutive_residual():
     a_two = (1.0 + 3.0 * left)[None]
     s = torch.zeros(1, len(tf.points), 2, dtype=torch.float64)
     s[..., 0] = 1.0
-    _, r2 = darcy_residuals(tf, s, torch.zeros_like(s), a_two, 0.0, weight=constitutive_test_weight(a_two, 1.0, "energy"))
+    weight = constitutive_test_weight(a_two, 1.0, "energy")
+    _, r2 = darcy_residuals(tf, s, torch.zeros_like(s), a_two, 0.0, weight=weight)
     half = (tf.weights * tf.phi * left.reshape(tf.shape)).sum(1) / tf.mass  # share of phi's mass on the left
     assert torch.allclose(r2[0, :, 0], 0.5 * half + (1 - half), atol=1e-12)
     assert torch.all(r2[0, :, 1] == 0)
@@ -457,7 +458,9 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
 @pytest.mark.parametrize("case, message", [
     ("outside", "outside the domain"),
     ("nan", "NaN"),
+    ("nan_point", "not finite"),
     ("few", "too few"),
+    ("missing", "not found"),
     ("latent", "latent size"),
     ("header", "columns x, y, value"),
     ("residual", "--residual-std"),
@@ -471,9 +474,13 @@ def test_invert_cli_bad_input_exits_2(dgno_run, observations, tmp_path, capsys, 
         points[0] = (-0.1, 0.3)
     elif case == "nan":
         values[2] = np.nan
+    elif case == "nan_point":
+        points[1] = (np.nan, 0.5)
     elif case == "few":
         points, values = points[:3], values[:3]
-    if case == "latent":
+    if case == "missing":
+        obs = tmp_path / "no_such_obs.csv"
+    elif case == "latent":
         obs = tmp_path / "obs.h5"
         with h5py.File(obs, "w") as h5:
             h5["points"], h5["values"], h5["beta0"] = points, values, np.zeros(5)
