@@ -162,7 +162,7 @@ def bench(name: str, params: dict, seconds: float, serial: bool, workdir: Path) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=25.0, help="target duration of the 1-worker run")
+    parser.add_argument("--seconds", type=float, default=40.0, help="target duration of the 1-worker run")
     parser.add_argument("--darcy-resolution", type=int, default=128)
     parser.add_argument("--ns-param", action="append", default=[], metavar="KEY=VALUE",
                         help="navier-stokes parameter overriding the small defaults (repeatable)")

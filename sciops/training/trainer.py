@@ -72,8 +72,10 @@ def build_model(config: dict) -> NormalizedOperator:
 def _make_scheduler(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.scheduler == "onecycle":
+        # torch divides by (pct_start * total - 1): a 5-step run would raise ZeroDivisionError
+        pct_start = 0.4 if total == 5 else 0.2
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
-                                                   pct_start=0.2, div_factor=10.0, final_div_factor=100.0)
+                                                   pct_start=pct_start, div_factor=10.0, final_div_factor=100.0)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if cfg.scheduler == "step":  # halve every quarter of the run, stepped per batch

@@ -8,7 +8,9 @@ import torch
 
 from sciops import checkpoint as ckpt
 from sciops.training import TrainConfig, Trainer, load_toml, train
+from sciops.training.config import SCHEDULERS
 from sciops.training.trainer import Trainer as TrainerClass
+from sciops.training.trainer import _make_scheduler
 
 from conftest import SMALL_FNO, SMALL_TRAINING
 
@@ -116,3 +118,20 @@ def test_toml_config(tmp_path):
     path.write_text("[training\n")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_toml(path)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_scheduler_runs_any_number_of_steps(scheduler):
+    """Short runs (a few batches in all) must not crash the schedule; one-cycle peaks at lr."""
+    for total in range(1, 13):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.AdamW([param], lr=1e-3)
+        schedule = _make_scheduler(optimizer, TrainConfig(epochs=1, lr=1e-3, scheduler=scheduler), total)
+        rates = []
+        for _ in range(total):
+            optimizer.step()
+            rates.append(optimizer.param_groups[0]["lr"])
+            schedule.step()
+        assert all(0 < r <= 1e-3 * (1 + 1e-9) for r in rates), (scheduler, total, rates)
+        if scheduler == "onecycle" and total >= 5:
+            assert max(rates) > 0.5e-3 and rates[-1] < 0.2e-3, (total, rates)
