@@ -27,6 +27,14 @@ The trajectory contract (what trajectory operators and evaluation build on)
       = i L / res (periodic, no duplicated end point), ``t`` = the T record times. Geometry
       "periodic". Datasets therefore hold ``fields/w0`` (N, res, res) and ``fields/w``
       (N, T, res, res) with ``grid/t``; the reader gives x (B, 1, res, res), y (B, 1, T, res, res).
+    * ``input_steps`` = K > 1 (e.g. the spatiotemporal FNO's 10 input records): the input is a
+      segment of the trajectory, ``w0`` of shape (n, K, res, res) with dims (t_in, y, x) and
+      ``grid/t_in`` = -(K - 1) record_every .. 0: the drawn state (after any warm-up) and the next
+      K - 1 records after it. Time is measured from the segment's last state, so ``w`` still holds
+      the T records t = record_every .. t_final after it, and ``solve`` (Markovian flow) integrates
+      from that last state alone; the earlier records cost solver time only in ``sample_inputs``.
+      With the default K = 1 the parameter is not stored (``params`` has no ``input_steps``), so
+      default datasets are byte-identical to those written before it existed.
 
 Initial conditions (``initial_condition``)
     ``"fno"``: the FNO data's Gaussian random field (Li et al. 2021, ``random_fields.py``): complex
@@ -194,11 +202,18 @@ class NavierStokes(Problem):
               min=1.0, max=256.0),
         Param("energy", 0.5, float, "mcwilliams kinetic energy (1/2)<|u|^2>", min=1e-6, max=1e4),
         Param("resolution_check", "on", str, "refuse grids too coarse for the viscosity", choices=("on", "off")),
+        Param("input_steps", 1, int, "recorded states in the input (1: w0 alone; K > 1: a segment of K records)",
+              min=1, max=1000),
     )
 
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
+        self.input_steps = p["input_steps"]
+        if self.input_steps == 1:
+            # recorded only when it differs from the default, so default datasets (their params
+            # attribute included) stay byte-identical to those written before the parameter existed
+            del p["input_steps"]
         spec = FORCINGS[p["forcing"]]
         self.length = spec.length if p["length"] is None else p["length"]
         self.drag = spec.drag if p["drag"] is None else p["drag"]
@@ -219,9 +234,17 @@ class NavierStokes(Problem):
         x = np.arange(res) * (self.length / res)
         self.grid = {"t": p["record_every"] * np.arange(1, self.time_steps + 1), "y": x, "x": x.copy()}
         self.grid_units = {"t": "1", "y": "1", "x": "1"}
+        k = self.input_steps
+        if k == 1:
+            w0 = Field(("y", "x"), "1", "input", "initial vorticity" + (" (after warm-up)" if p["warmup"] else ""))
+        else:
+            self.grid["t_in"] = p["record_every"] * np.arange(1 - k, 1)
+            w0 = Field(("t_in", "y", "x"), "1", "input",
+                       f"the {k} recorded vorticity states up to t = 0" + (", the first after warm-up" if p["warmup"] else ""))
         self.fields = {
-            "w0": Field(("y", "x"), "1", "input", "initial vorticity" + (" (after warm-up)" if p["warmup"] else "")),
-            "w": Field(("t", "y", "x"), "1", "output", "vorticity at t = record_every .. t_final after w0"),
+            "w0": w0,
+            "w": Field(("t", "y", "x"), "1", "output", "vorticity at t = record_every .. t_final after w0"
+                       + (" (after its last state)" if k > 1 else "")),
         }
 
     # --- a-priori scales (see the module docstring) ------------------------------------------------
@@ -318,11 +341,17 @@ class NavierStokes(Problem):
     def sample_inputs(self, n: int, seed: int, start: int = 0):
         if n < 0 or start < 0:
             raise ValueError(f"n and start must be non-negative, got n={n}, start={start}")
-        raw = np.stack([self._raw_field(np.random.default_rng(sample_seed(seed, start + i))) for i in range(n)]) \
-            if n else np.zeros((0,) + self.field_shape("w0"))
-        if self.params["warmup"] > 0 and n:
+        if n == 0:
+            return np.zeros((0,) + self.field_shape("w0"), np.float32)
+        raw = np.stack([self._raw_field(np.random.default_rng(sample_seed(seed, start + i))) for i in range(n)])
+        if self.params["warmup"] > 0:
             raw = self._integrate(raw, record_times=[self.params["warmup"]], first_index=start,
                                   what="warm-up of the initial condition of")[:, 0]
+        if self.input_steps > 1:  # the segment: the drawn state and the next K - 1 records after it
+            every = self.params["record_every"]
+            rest = self._integrate(raw, record_times=[every * j for j in range(1, self.input_steps)],
+                                   first_index=start, what="input segment of")
+            raw = np.concatenate([raw[:, None], rest], axis=1)
         return raw.astype(np.float32)
 
     # --- solving -------------------------------------------------------------------------------------
@@ -349,20 +378,26 @@ class NavierStokes(Problem):
         return fourier_resample(traj, m).double().numpy()
 
     def _check_inputs(self, w0) -> np.ndarray:
+        """(batch, n, n) start states: the inputs, or the last record of each input segment."""
         w = np.asarray(w0)
-        if w.ndim not in (2, 3) or w.shape[-1] != w.shape[-2] or w.shape[-1] < MIN_RESOLUTION:
-            raise ValueError(f"{self.name}.solve expects w0 of shape (batch, n, n) or (n, n) with n >= "
+        k = self.input_steps
+        segment = k > 1
+        square = w.ndim >= 2 and w.shape[-1] == w.shape[-2] and w.shape[-1] >= MIN_RESOLUTION
+        if not square or w.ndim - segment not in (2, 3) or (segment and w.shape[-3] != k):
+            one = f"{k}, n, n" if segment else "n, n"
+            raise ValueError(f"{self.name}.solve expects w0 of shape (batch, {one}) or ({one}) with n >= "
                              f"{MIN_RESOLUTION}, got {w.shape}")
         if not np.issubdtype(w.dtype, np.floating):
             raise ValueError(f"{self.name}.solve expects floating-point w0, got {w.dtype}")
-        batch = w.reshape(-1, w.shape[-2], w.shape[-1])
-        finite = np.isfinite(batch).reshape(len(batch), -1).all(1)
+        whole = w.reshape((-1,) + w.shape[w.ndim - 2 - segment:])
+        finite = np.isfinite(whole).reshape(len(whole), -1).all(1)
         if not finite.all():
             raise ValueError(f"{self.name}.solve: w0 of sample {int(np.argmin(finite))} contains NaN or Inf")
-        return batch
+        # the flow is Markovian: the trajectory follows from the segment's last state
+        return whole[:, -1] if segment else whole
 
     def _solve(self, w0, first_index: int = 0) -> np.ndarray:
-        single = np.asarray(w0).ndim == 2
+        single = np.asarray(w0).ndim == (2 if self.input_steps == 1 else 3)
         batch = self._check_inputs(w0)
         if len(batch) == 0:
             return np.zeros((0, self.time_steps) + batch.shape[1:], np.float32)

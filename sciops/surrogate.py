@@ -3,7 +3,7 @@
 ``sciops.load(run_dir)`` returns a :class:`Surrogate`. ``surrogate.solve(inputs)`` (or
 ``surrogate(inputs)``) takes and returns what the problem's ``solve`` does: a bare array of shape
 (batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
-arrays otherwise. numpy in gives numpy out (float32, computed without gradients); torch in gives
+arrays otherwise ((batch, K, *space) for an input that is a segment of K records). numpy in gives numpy out (float32, computed without gradients); torch in gives
 torch out on the input's device, differentiable if grad mode is on. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
 """
@@ -26,6 +26,8 @@ class Surrogate:
         self.inputs = config["fields"]["inputs"]
         self.outputs = config["fields"]["outputs"]
         self.ndim = config["operator"]["ndim"]
+        # inputs that are a trajectory segment carry a time axis before the grid dims
+        self.input_steps = config["operator"].get("input_steps")
         self._problem = None
 
     @classmethod
@@ -71,14 +73,15 @@ class Surrogate:
         if len(shapes) != 1:
             raise ValueError(f"input fields have different shapes {sorted(shapes)}")
         shape = shapes.pop()
-        if len(shape) not in (self.ndim, self.ndim + 1):
-            raise ValueError(f"input of shape {shape} does not fit: expected (batch, {self.ndim} grid dims) "
-                             f"or ({self.ndim} grid dims)")
-        single = len(shape) == self.ndim
+        dims = self.ndim + (self.input_steps is not None)
+        if len(shape) not in (dims, dims + 1) or (self.input_steps is not None and shape[-dims] != self.input_steps):
+            one = f"{self.input_steps} records, " * (self.input_steps is not None) + f"{self.ndim} grid dims"
+            raise ValueError(f"input of shape {shape} does not fit: expected (batch, {one}) or ({one})")
+        single = len(shape) == dims
         grid = shape[-self.ndim:]
         if min(grid) < MIN_POINTS:
             raise ValueError(f"grid {grid} is too small: this operator needs at least {MIN_POINTS} points per dimension")
-        x = torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-self.ndim - 1)
+        x = torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-dims - 1)
         if single:
             x = x.unsqueeze(0)
         if not torch.isfinite(x).all():

@@ -5,7 +5,9 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
 ``solve(w0)`` returns w at t = dt, 2 dt, ..., T dt (the input state not repeated).
 
 * ``fno-rollout`` (:class:`FNORollout`): one FNO-2D step w(t) -> w(t + dt), applied
-  autoregressively, as a residual update w + FNO(w) by default. Training goes through the whole
+  autoregressively, as a residual update w + FNO(w) by default. From an input segment of K
+  records (batch, C, K, y, x) the step sees the last K states as K C channels, w(t + dt) =
+  w(t) + FNO(w(t - (K - 1) dt), ..., w(t)), and the window slides along the rollout. Training goes through the whole
   rollout (the loss is on all T predicted records, gradients flow through every step), which is the
   multi-step rollout loss; ``forward(x, steps=...)`` rolls out further than the training horizon.
   Its input and output are the same physical field, so it asks the trainer for one normalisation
@@ -36,28 +38,41 @@ class FNORollout(nn.Module):
         time_steps: records predicted by ``forward`` (from the data).
         modes, width, layers, padding, projection: of the one-step FNO (see :class:`FNO`).
         residual: predict the increment, w(t + dt) = w(t) + FNO(w(t)).
+        input_steps: records in the input segment (from the data; None: one state).
     """
 
     shared_normalization = True
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int, modes: int = 12,
                  width: int = 32, layers: int = 4, ndim: int = 2, geometry: str = "periodic",
-                 padding: float = 0.0, projection: int = 128, residual: bool = True):
+                 input_steps: int | None = None, padding: float = 0.0, projection: int = 128,
+                 residual: bool = True):
         super().__init__()
         if in_channels != out_channels:
             raise ValueError(f"fno-rollout feeds its output back as input: in_channels ({in_channels}) "
                              f"must equal out_channels ({out_channels})")
         if time_steps < 1:
             raise ValueError(f"time_steps must be >= 1, got {time_steps}")
-        self.time_steps, self.residual = time_steps, residual
-        self.step = FNO(in_channels, out_channels, modes=modes, width=width, layers=layers, ndim=ndim,
-                        geometry=geometry, padding=padding, projection=projection)
+        if input_steps is not None and input_steps < 1:
+            raise ValueError(f"input_steps must be >= 1, got {input_steps}")
+        self.time_steps, self.residual, self.input_steps = time_steps, residual, input_steps
+        self.step = FNO(in_channels * (input_steps or 1), out_channels, modes=modes, width=width, layers=layers,
+                        ndim=ndim, geometry=geometry, padding=padding, projection=projection)
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        if self.input_steps is None:
+            window = x.unsqueeze(2)
+        elif x.dim() != 5 or x.shape[2] != self.input_steps:
+            raise ValueError(f"expected an input segment (batch, channels, {self.input_steps}, y, x), "
+                             f"got {tuple(x.shape)}")
+        else:
+            window = x
         states = []
         for _ in range(self.time_steps if steps is None else steps):
-            x = x + self.step(x) if self.residual else self.step(x)
-            states.append(x)
+            update = self.step(window.flatten(1, 2))
+            state = window[:, :, -1] + update if self.residual else update
+            window = torch.cat([window[:, :, 1:], state.unsqueeze(2)], dim=2)
+            states.append(state)
         return torch.stack(states, dim=2)
 
 

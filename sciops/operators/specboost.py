@@ -31,8 +31,8 @@ class SpecBoost(nn.Module):
     raw_io = True  # both stages normalise themselves
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, ndim: int = 2, geometry: str = "bounded",
-                 time_steps: int | None = None, base: str = "", second: dict | None = None,
-                 base_config: dict | None = None):
+                 time_steps: int | None = None, input_steps: int | None = None, base: str = "",
+                 second: dict | None = None, base_config: dict | None = None):
         super().__init__()
         from sciops.operators import build
         from sciops.training.trainer import build_model
@@ -40,14 +40,15 @@ class SpecBoost(nn.Module):
         if not base_config:
             raise ValueError("specboost needs the run it boosts: --set base=RUN_DIR")
         op = base_config["operator"]
-        if (op["in_channels"], op["out_channels"], op.get("time_steps")) != (in_channels, out_channels, time_steps):
+        mine = (in_channels, out_channels, time_steps, input_steps)
+        if (op["in_channels"], op["out_channels"], op.get("time_steps"), op.get("input_steps")) != mine:
             raise ValueError(f"the base run maps {op['in_channels']} -> {op['out_channels']} channels with "
-                             f"time_steps={op.get('time_steps')}, but this data has {in_channels} -> {out_channels} "
-                             f"with time_steps={time_steps}")
+                             f"time_steps={op.get('time_steps')}, input_steps={op.get('input_steps')}, but this data "
+                             f"has {in_channels} -> {out_channels} with time_steps={time_steps}, input_steps={input_steps}")
         self.first = build_model(base_config)
         self.first.requires_grad_(False)
         hparams = {**op["hyperparameters"], **(second or {})}
-        extra = {"time_steps": time_steps} if time_steps is not None else {}
+        extra = {k: v for k, v in (("time_steps", time_steps), ("input_steps", input_steps)) if v is not None}
         self.second = build(op["name"], in_channels=in_channels, out_channels=out_channels, ndim=ndim,
                             geometry=geometry, **extra, **hparams)
         self.gain = nn.Parameter(torch.zeros(out_channels))  # zero: start at the first model's prediction

@@ -43,6 +43,8 @@ def _complex_param(*shape: int, std: float) -> nn.Parameter:
 class T1(nn.Module):
     """Args:
         time_steps: records to predict for trajectory data (None: one field per output channel).
+        input_steps: records of an input segment (from the data; None: one state); they enter the
+            lift as channels.
         modes: kept frequencies (ky on each side, kx) as an int or a pair.
         width: channels in the frequency domain. layers: number of frequency-domain layers.
         activation: "sin", "tanh" or "gelu", applied to real and imaginary parts.
@@ -53,8 +55,11 @@ class T1(nn.Module):
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int | None = None,
                  modes: int | tuple[int, int] = 12, width: int = 48, layers: int = 8, ndim: int = 2,
-                 geometry: str = "periodic", activation: str = "gelu", resolution: int = 64, gain: float = 1.0):
+                 geometry: str = "periodic", input_steps: int | None = None, activation: str = "gelu",
+                 resolution: int = 64, gain: float = 1.0):
         super().__init__()
+        self.input_steps = input_steps
+        in_channels *= input_steps or 1  # the records of an input segment enter as channels
         if ndim != 2:
             raise ValueError(f"t1 works on 2D fields; got ndim={ndim}")
         if geometry != "periodic":
@@ -82,13 +87,18 @@ class T1(nn.Module):
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4:
-            raise ValueError(f"t1 expects (batch, channels, y, x), got {tuple(x.shape)}")
+            what = f"(batch, channels, {self.input_steps}, y, x)" if self.input_steps else "(batch, channels, y, x)"
+            raise ValueError(f"t1 expects {what}, got {tuple(x.shape)}")
         m1, m2 = self.modes
         if min(x.shape[-2:]) < 2 * m1 or x.shape[-1] // 2 + 1 < m2:
             raise ValueError(f"grid {tuple(x.shape[-2:])} is too coarse for t1 with modes {self.modes}: "
                              f"need at least {2 * m1} points per side")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_steps is not None:
+            if x.dim() != 5 or x.shape[2] != self.input_steps:
+                raise ValueError(f"t1 expects (batch, channels, {self.input_steps}, y, x), got {tuple(x.shape)}")
+            x = x.flatten(1, 2)
         self._check(x)
         m1, m2 = self.modes
         ny, nx = x.shape[-2:]

@@ -243,3 +243,52 @@ def test_generate_cli_round_trip_with_time_coordinate(tmp_path, capsys):
         assert data.problem.params == p.params
     info = describe(path)
     assert "dims (sample, t, y, x)" in info and "t  2 points in [0.25, 0.5]" in info
+
+
+def test_default_input_steps_is_not_stored_so_default_datasets_keep_their_bytes():
+    assert "input_steps" not in small().params and "input_steps" not in small(input_steps=1).params
+    assert "t_in" not in small().grid
+    assert small(input_steps=3).params["input_steps"] == 3
+
+
+def test_input_segment_is_the_trajectory_before_the_output_records():
+    """input_steps = K: the input holds the drawn state and the next K - 1 records, and the output
+    the T records after the segment's last state, i.e. records K-1+1 .. K-1+T of one trajectory."""
+    k, p1 = 3, small()
+    pk = small(input_steps=k)
+    assert pk.fields["w0"].dims == ("t_in", "y", "x") and pk.field_shape("w0") == (k, 16, 16)
+    np.testing.assert_allclose(pk.grid["t_in"], [-0.5, -0.25, 0.0])
+    np.testing.assert_allclose(pk.grid["t"], p1.grid["t"])
+    segment, w, _ = pk.generate(2, seed=3)
+    assert segment.shape == (2, k, 16, 16) and w.shape == (2, 2, 16, 16)
+    start = p1.sample_inputs(2, seed=3)
+    np.testing.assert_array_equal(segment[:, 0], start)
+    long = small(t_final=1.0).solve(start)  # records 0.25 .. 1.0 from the drawn state
+    np.testing.assert_allclose(segment[:, 1:], long[:, :k - 1], rtol=0, atol=1e-6 * np.abs(long).max())
+    # the outputs restart from the stored last state (float32, truncated from the 32^2 solve to 16^2):
+    # the long run's continuation up to what the storage dropped
+    np.testing.assert_allclose(w, long[:, k - 1:k + 1], rtol=0, atol=1e-3 * np.abs(long).max())
+    np.testing.assert_array_equal(pk.solve(segment), w)                    # solve is a pure function of it
+    np.testing.assert_array_equal(pk.solve(segment[1]), w[1])
+    np.testing.assert_array_equal(p1.solve(segment[:, -1]), w)             # of its last state
+    with pytest.raises(ValueError, match=r"expects w0 of shape \(batch, 3, n, n\) or \(3, n, n\)"):
+        pk.solve(start)
+    bad = segment.copy()
+    bad[1, 0, 2, 2] = np.inf  # non-finite anywhere in the segment, not only its last state
+    with pytest.raises(ValueError, match="w0 of sample 1 contains NaN or Inf"):
+        pk.solve(bad)
+
+
+def test_generate_cli_with_an_input_segment(tmp_path, capsys):
+    path = tmp_path / "seg.h5"
+    argv = ["generate", "navier-stokes", "-n", "2", "-o", str(path), "--seed", "1", "-q", "--param", "input_steps=2"]
+    for key, value in SMALL.items():
+        argv += ["--param", f"{key}={value}"]
+    assert main(argv) == 0, capsys.readouterr()
+    ds = open_xarray(path)
+    assert ds["w0"].dims == ("sample", "t_in", "y", "x")
+    np.testing.assert_allclose(ds["t_in"].values, [-0.25, 0.0])
+    with open_dataset(path) as data:
+        x, y = data.get_batch([0, 1])
+        assert x.shape == (2, 1, 2, 16, 16) and y.shape == (2, 1, 2, 16, 16)
+        assert data.problem.input_steps == 2

@@ -1,4 +1,4 @@
-"""Trajectory operators (fno-rollout, fno3d, t1): shapes, contracts, resolution behaviour, and a
+"""Trajectory operators (fno-rollout, fno3d, t1, st-fno): shapes, contracts, resolution behaviour, and a
 short fit of an exactly known linear trajectory map (the heat semigroup on the torus)."""
 from __future__ import annotations
 
@@ -158,5 +158,26 @@ def test_spatiotemporal_fno_maps_a_segment_to_a_trajectory():
     with pytest.raises(ValueError, match="needs data whose inputs have a time axis"):
         operators.build("st-fno", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=6)
     with pytest.raises(ValueError, match="cannot take data whose inputs have a time axis"):
-        operators.build("t1", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=6,
-                        input_steps=3)
+        operators.build("fno", in_channels=1, out_channels=1, ndim=2, geometry="periodic", input_steps=3)
+
+
+@pytest.mark.parametrize("name", TRAJECTORY)
+def test_trajectory_operators_take_an_input_segment(name):
+    op = build(name, time_steps=4, input_steps=3)
+    assert op(torch.randn(2, 1, 3, 24, 24)).shape == (2, 1, 4, 24, 24)
+    with pytest.raises(ValueError, match=r"\(batch, channels, 3, y, x\)"):
+        op(torch.randn(2, 1, 2, 24, 24))
+
+
+def test_rollout_from_a_segment_slides_its_window():
+    """With K input records each step sees the last K states: the first step sees the input
+    segment, the second the segment's last K - 1 records and the first prediction."""
+    torch.manual_seed(0)
+    op = build("fno-rollout", time_steps=3, input_steps=2)
+    x = torch.randn(2, 1, 2, 16, 16)
+    with torch.no_grad():
+        traj = op(x)
+        first = x[:, :, 1] + op.step(x.flatten(1, 2))
+        second = first + op.step(torch.stack([x[:, :, 1], first], dim=2).flatten(1, 2))
+    torch.testing.assert_close(traj[:, :, 0], first)
+    torch.testing.assert_close(traj[:, :, 1], second)
