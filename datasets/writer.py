@@ -268,7 +268,9 @@ def _ensure_fields(h5: h5py.File, problem: Problem, arrays: dict[str, np.ndarray
 
 def _batch_arrays(problem: Problem, inputs, outputs, count: int, start: int, seed: int) -> dict[str, np.ndarray]:
     arrays = {**problem.as_field_dict(inputs, "input"), **problem.as_field_dict(outputs, "output")}
-    expected = problem.input_fields + problem.output_fields
+    # diagnostic fields (stored, never stacked by the reader) come back in the outputs dict
+    expected = problem.input_fields + problem.output_fields + \
+        [k for k, f in problem.fields.items() if f.role == "diagnostic"]
     if sorted(arrays) != sorted(expected):
         raise ValueError(f"{problem.name}.generate returned fields {sorted(arrays)}; expected {sorted(expected)}")
     out = {}
