@@ -1,9 +1,12 @@
 """Spectral-Refiner pieces: the H^-1 PDE residual built from the solver's operators (zero on exact
 solutions up to the time-difference error, second order in the record spacing), and the
-full-mode extension of the last spectral layer (the refined model starts where the trained one was)."""
+full-mode extension of the last spectral layer (the refined model starts where the trained one was),
+and ``sciops finetune`` end to end: st-fno trained on input segments, refined, served as a
+surrogate; incompatible checkpoints and too-coarse records refused with nothing written."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ import torch
 
 from sciops import operators
 from sciops.normalization import NormalizedOperator
-from sciops.refine import extend_last_layer, relative_residual
+from sciops.refine import extend_last_layer, navier_stokes_equation, relative_residual
 from sciops.solvers.navier_stokes import NavierStokes2D, simulate
 
 
@@ -69,3 +72,98 @@ def test_full_mode_extension_leaves_the_model_unchanged():
     rebuilt.load_state_dict(refined.operator.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), refined.operator(x))
+
+
+# --- end to end: sciops train st-fno -> sciops finetune -> surrogate ---------------------------------
+NS_PARAMS = dict(resolution=16, solve_resolution=16, viscosity=1e-2, record_every=0.05, t_final=0.3, input_steps=2)
+
+
+def _cli(*argv) -> int:
+    from sciops.cli import main
+
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny navier-stokes dataset with input segments and finely spaced records (the residual's
+    time derivative needs them), and an st-fno trained on it to about 10% error."""
+    root = tmp_path_factory.mktemp("refine_e2e")
+    data, run = root / "ns.h5", root / "st"
+    params = [a for k, v in NS_PARAMS.items() for a in ("--param", f"{k}={v}")]
+    assert _cli("generate", "navier-stokes", "-n", 24, "-o", data, "--seed", 3, "-q", *params) == 0
+    assert _cli("train", "st-fno", "--data", data, "-o", run, "--epochs", 30, "--batch-size", 4, "--seed", 0,
+                "--set", "width=8", "--set", "modes=[3,4,4]", "--set", "layers=2", "-q") == 0
+    return root, data, run
+
+
+def test_finetune_lowers_the_pde_residual_and_the_refined_run_is_a_surrogate(trained, capsys):
+    import sciops
+    from sciops import checkpoint as ckpt
+    from sciops.problems import get
+
+    root, data, run = trained
+    out = root / "refined"
+    capsys.readouterr()
+    assert _cli("finetune", run, "-o", out, "--samples", 16, "--iterations", 40, "--batch-size", 8) == 0
+    assert "relative H^-1 residual" in capsys.readouterr().out
+    summary = ckpt.load_json(out / ckpt.CONFIG)["refined"]
+    before, after = summary["relative_residual_before"], summary["relative_residual_after"]
+    assert after < 0.7 * before, (before, after)
+    assert not (root / "refined.partial").exists()
+
+    original, refined = sciops.load(run, device="cpu"), sciops.load(out, device="cpu")
+    assert refined.model.operator.fno.spectral[-1].modes == (4, 8, 9)  # padded (6 + 2, 16, 16) grid, all modes
+    problem = get("navier-stokes", **NS_PARAMS)
+    segment, reference, _ = problem.generate(3, seed=99)
+    pred = refined.solve(segment)
+    assert pred.shape == reference.shape == (3, 6, 16, 16) and np.isfinite(pred).all()
+    assert refined.solve(segment[0]).shape == (6, 16, 16)
+    # fine-tuning changed the predictions, and kept them near the trajectory the solver gives
+    rel = np.linalg.norm(pred - reference) / np.linalg.norm(reference)
+    assert np.abs(pred - original.solve(segment)).max() > 1e-4 and rel < 0.3, rel
+    # the refined residual, recomputed here from the predictions, is the smaller one
+    equation = navier_stokes_equation(problem, 16, "cpu")
+    res = {name: relative_residual(equation, torch.as_tensor(segment[:, -1]).double(),
+                                   torch.as_tensor(s.solve(segment)).double(), 0.05).mean().item()
+           for name, s in (("before", original), ("after", refined))}
+    assert res["after"] < res["before"], res
+
+
+def test_finetune_refuses_incompatible_checkpoints_and_writes_nothing(trained, tmp_path, capsys):
+    root, data, _ = trained
+    fno2d = tmp_path / "rollout"
+    assert _cli("train", "fno-rollout", "--data", data, "-o", fno2d, "--epochs", 1, "--set", "width=4",
+                "--set", "modes=3", "--set", "layers=1", "-q") == 0
+    darcy, darcy_run = tmp_path / "darcy.h5", tmp_path / "darcy_run"
+    assert _cli("generate", "darcy", "-n", 4, "-o", darcy, "--param", "resolution=9", "-q") == 0
+    assert _cli("train", "fno", "--data", darcy, "-o", darcy_run, "--epochs", 1, "--set", "width=4",
+                "--set", "modes=3", "-q") == 0
+    capsys.readouterr()
+    for run, message in ((fno2d, r"fine-tunes a space-time FNO \(fno3d, st-fno\); .*rollout holds fno-rollout$"),
+                         (darcy_run, r"darcy_run holds fno$"), (tmp_path / "missing", "missing")):
+        out = tmp_path / "out"
+        assert _cli("finetune", run, "-o", out, "--samples", 2, "--iterations", 1) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() and not list(tmp_path.glob("out*"))
+
+
+def test_finetune_refuses_records_too_coarse_for_the_residual_before_writing(trained, tmp_path):
+    """The time-resolution guard: reference records whose own residual is not well below the model's
+    (here the stored trajectories with noise, as records too sparse in time would be) stop it."""
+    from sciops.datasets import open_dataset
+    from sciops.problems import get
+    from sciops.refine import refine
+
+    _, data, run = trained
+    with open_dataset(data) as ds:
+        x, y = ds.get_batch([0, 1])
+    noisy = y[:, 0] + 0.3 * y.std() * torch.randn(y[:, 0].shape, generator=torch.Generator().manual_seed(0))
+    inputs = torch.as_tensor(get("navier-stokes", **NS_PARAMS).sample_inputs(2, seed=5))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="too coarse for the residual's time derivative"):
+        refine(run, out, inputs=inputs, reference=(x[:, 0, -1], noisy), iterations=1, device="cpu")
+    assert not out.exists() and not list(tmp_path.glob("out*"))
+    with pytest.raises(ValueError, match=r"inputs must be \(n, 2, y, x\)"):
+        refine(run, out, inputs=inputs[:, -1], iterations=1, device="cpu")
