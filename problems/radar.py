@@ -1,0 +1,221 @@
+"""The ``radar`` problem: 3D near-field MIMO radar imaging of extended targets.
+
+Physics (``sciops.solvers.radar``): Born model y(f, t, r) = sum_v x_v exp(-j k (R_tv + R_vr)) /
+(4 pi R_tv R_vr) for the reference cross-shaped array (12 transmitters, 13 receivers on the diagonals
+of a 0.3 m aperture at z = 0; ``array="planar"``: 4 x 4 transmitters and 5 x 5 receivers), ``n_freqs``
+frequencies uniform in [f_min, f_max] (fewer frequencies: the compressive setting), image grid
+``nz`` x ``ny`` x ``nx`` voxels over x, y in [-extent_xy/2, extent_xy/2] m and z in [z_min, z_max] m.
+
+Sample i (seed ``sample_seed(seed, i)``): a scene x from ``sciops.problems.radar_targets``
+(random union of boxes, spheres, ellipsoids, thin plates and letters with random complex phase,
+max |x| = 1), measurements y = A x + n with circular complex Gaussian noise n at ``snr_db``
+(SNR = mean |A x|^2 / noise variance per sample; ``snr_db=None``: no noise), and the normalised
+adjoint image A^H y / max |A^H y|. The forward and adjoint run in complex64 (relative error
+~1e-5 against complex128, far below the 30 dB noise and the float32 storage).
+
+Fields (complex values are stored as a trailing ``channel`` axis of size 2: real, imaginary;
+HDF5 and xarray then hold plain float32, and the torch reader sees two channels):
+
+* ``adjoint``       input       (z, y, x, 2)   normalised complex adjoint image (first stage of Deep2S)
+* ``magnitude``     output      (z, y, x)      ground-truth |x| (the learning target)
+* ``reflectivity``  diagnostic  (z, y, x, 2)   ground-truth complex x
+* ``measurements``  diagnostic  (f, tx, rx, 2) noisy y
+
+Grid coordinates: z, y, x (m), f (Hz), tx and rx (antenna indices; positions in ``solver_info``).
+
+``solve(adjoint)`` is the classical reference reconstruction from the stored input: ``cg_iters``
+conjugate-gradient steps on (A^H A + lam I) x = A^H y / c with lam = ``tikhonov`` ||A||^2, returned
+as |x| / max |x| (float32, (batch, nz, ny, nx)). ``reconstruct(y, method)`` runs any classical
+method of ``sciops.solvers.radar_recon`` on measurements.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from sciops.problems.base import Field, Param, Problem, sample_seed
+from sciops.problems.radar_targets import random_scene
+from sciops.solvers import radar as R
+from sciops.solvers import radar_recon as RR
+
+ARRAYS = ("cross", "planar")
+METHODS = ("adjoint", "backprojection", "kirchhoff", "cgls", "pnp-tv", "pnp-sparsity")
+
+
+def complex_to_channels(z: np.ndarray) -> np.ndarray:
+    """(..., ) complex -> (..., 2) float32 (real, imaginary)."""
+    return np.stack([z.real, z.imag], -1).astype(np.float32)
+
+
+def channels_to_complex(a: np.ndarray) -> np.ndarray:
+    """(..., 2) real/imaginary channels -> (...) complex64; complex input is returned as complex64."""
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        return a.astype(np.complex64)
+    if a.shape[-1] != 2:
+        raise ValueError(f"complex data must be complex or have a trailing axis of size 2 (real, imag), got {a.shape}")
+    return (a[..., 0] + 1j * a[..., 1]).astype(np.complex64)
+
+
+class Radar(Problem):
+    """Near-field MIMO radar imaging: reflectivity magnitude from the normalised adjoint image."""
+
+    name = "radar"
+    geometry = "bounded"
+    PARAMS = (
+        Param("nz", 49, int, "image voxels along z (range)", min=2, max=1024),
+        Param("ny", 25, int, "image voxels along y", min=2, max=1024),
+        Param("nx", 25, int, "image voxels along x", min=2, max=1024),
+        Param("extent_xy", 0.3, float, "image width in x and y (m)", min=1e-3, max=100.0),
+        Param("z_min", 0.35, float, "nearest image plane (m, in front of the array at z = 0)", min=1e-3, max=100.0),
+        Param("z_max", 0.65, float, "farthest image plane (m)", min=1e-3, max=100.0),
+        Param("array", "cross", str, "antenna array", choices=ARRAYS),
+        Param("n_freqs", 15, int, "number of frequencies (compressive when small)", min=1, max=1024),
+        Param("f_min", 4e9, float, "lowest frequency (Hz)", min=1e6, max=1e13),
+        Param("f_max", 16e9, float, "highest frequency (Hz)", min=1e6, max=1e13),
+        Param("snr_db", 30.0, float, "measurement SNR in dB (none: noiseless)", min=-30.0, max=300.0, optional=True),
+        Param("min_shapes", 1, int, "fewest primitives per scene", min=1, max=64),
+        Param("max_shapes", 4, int, "most primitives per scene", min=1, max=64),
+        Param("cg_iters", 10, int, "CG iterations of the reference reconstruction", min=1, max=1000),
+        Param("tikhonov", 1e-2, float, "Tikhonov weight of the reference reconstruction, relative to ||A||^2",
+              min=0.0, max=1e6),
+        Param("memory_mib", 512, int, "memory budget of one operator application (MiB)", min=1, max=2**20),
+    )
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params
+        if p["n_freqs"] > 1 and not p["f_max"] > p["f_min"]:
+            raise ValueError(f"radar: f_max={p['f_max']!r} must exceed f_min={p['f_min']!r} when n_freqs > 1")
+        if not p["z_max"] > p["z_min"]:
+            raise ValueError(f"radar: z_max={p['z_max']!r} must exceed z_min={p['z_min']!r}")
+        if p["min_shapes"] > p["max_shapes"]:
+            raise ValueError(f"radar: min_shapes={p['min_shapes']} must not exceed max_shapes={p['max_shapes']}")
+        self.tx, self.rx = R.cross_array() if p["array"] == "cross" else R.planar_array(4, 5)
+        self.freqs = R.frequencies(p["f_min"], p["f_max"], p["n_freqs"])
+        self.axes = R.reference_grid(p["nz"], p["ny"], p["nx"], extent_xy=p["extent_xy"],
+                                     z_range=(p["z_min"], p["z_max"]))
+        self.grid = {**self.axes, "f": self.freqs, "tx": np.arange(len(self.tx), dtype=float),
+                     "rx": np.arange(len(self.rx), dtype=float)}
+        self.grid_units = {"z": "m", "y": "m", "x": "m", "f": "Hz", "tx": "1", "rx": "1"}
+        self.fields = {
+            "adjoint": Field(("z", "y", "x"), "1", "input", "A^H y / max|A^H y| (channel: real, imaginary)"),
+            "magnitude": Field(("z", "y", "x"), "1", "output", "ground-truth reflectivity magnitude |x| (max 1)"),
+            "reflectivity": Field(("z", "y", "x"), "1", "diagnostic", "ground-truth complex reflectivity x "
+                                  "(channel: real, imaginary)"),
+            "measurements": Field(("f", "tx", "rx"), "m-2", "diagnostic", "noisy measurements y "
+                                  "(channel: real, imaginary)"),
+        }
+        self._ops: dict = {}
+        self._norm_sq: float | None = None
+        self.operator()  # validates the geometry and the memory budget now (ValueError)
+
+    def operator(self, dtype: torch.dtype = torch.complex64, device="cpu") -> R.MimoBorn:
+        """The problem's Born operator (built once per dtype and device)."""
+        key = (dtype, str(device))
+        if key not in self._ops:
+            self._ops[key] = R.MimoBorn(self.tx, self.rx, self.freqs, self.axes, dtype=dtype, device=device,
+                                        memory_budget=self.params["memory_mib"] * 2**20,
+                                        cache_factors=self._cache_fits(dtype))
+        return self._ops[key]
+
+    def _cache_fits(self, dtype) -> bool:
+        """Cache the operator's factors (faster iterations) when they take at most half the budget."""
+        itemsize = 8 if dtype == torch.complex64 else 16
+        cache = itemsize * len(self.freqs) * (len(self.tx) + len(self.rx)) * int(np.prod([len(a) for a in self.axes.values()]))
+        return cache <= self.params["memory_mib"] * 2**19
+
+    def norm_sq(self) -> float:
+        if self._norm_sq is None:
+            self._norm_sq = RR.operator_norm_sq(self.operator())
+        return self._norm_sq
+
+    @property
+    def solver_info(self):
+        return {"name": "mimo-born", "tx": self.tx.tolist(), "rx": self.rx.tolist(), "dtype": "complex64",
+                "reference_reconstruction": f"cg-normal ({self.params['cg_iters']} iterations, "
+                                            f"tikhonov {self.params['tikhonov']} ||A||^2)"}
+
+    # --- sampling ---------------------------------------------------------------------------------
+    def scene(self, rng: np.random.Generator) -> np.ndarray:
+        p = self.params
+        return random_scene(rng, self.axes, min_shapes=p["min_shapes"], max_shapes=p["max_shapes"])
+
+    def simulate(self, scenes: np.ndarray, rngs) -> np.ndarray:
+        """Noisy measurements (batch, F, T, R) complex64 of scenes (batch, nz, ny, nx)."""
+        y = self.operator().forward(scenes).numpy()
+        snr = self.params["snr_db"]
+        if snr is None:
+            return y
+        out = np.empty_like(y)
+        for i, (yi, rng) in enumerate(zip(y, rngs)):
+            sigma = np.sqrt(np.mean(np.abs(yi) ** 2) / 10 ** (snr / 10) / 2)
+            out[i] = yi + sigma * (rng.standard_normal(yi.shape) + 1j * rng.standard_normal(yi.shape))
+        return out
+
+    def normalised_adjoint(self, y: np.ndarray) -> np.ndarray:
+        """A^H y / max |A^H y| per sample, complex64 (batch, nz, ny, nx)."""
+        z = self.operator().adjoint(y).numpy()
+        peak = np.abs(z).reshape(len(z), -1).max(1)
+        return z / np.where(peak > 0, peak, 1)[:, None, None, None]
+
+    def generate(self, n, seed, start=0):
+        if n < 0 or start < 0:
+            raise ValueError(f"n and start must be non-negative, got n={n}, start={start}")
+        rngs = [np.random.default_rng(sample_seed(seed, start + i)) for i in range(n)]
+        scenes = np.stack([self.scene(g) for g in rngs]) if n else np.zeros((0, *self.operator().image_shape), complex)
+        t0 = time.perf_counter()
+        y = self.simulate(scenes, rngs)
+        adj = self.normalised_adjoint(y)
+        seconds = time.perf_counter() - t0
+        inputs = {"adjoint": complex_to_channels(adj)}
+        outputs = {"magnitude": np.abs(scenes).astype(np.float32), "reflectivity": complex_to_channels(scenes),
+                   "measurements": complex_to_channels(y)}
+        return inputs, outputs, seconds
+
+    def sample_inputs(self, n, seed, start=0):
+        return self.generate(n, seed, start)[0]["adjoint"]
+
+    # --- reconstruction ---------------------------------------------------------------------------
+    def solve(self, inputs):
+        """Reference reconstruction |x| / max |x| (batch, nz, ny, nx) float32 from the normalised adjoint
+        image (batch, nz, ny, nx, 2) (or complex (batch, nz, ny, nx)); see the module docstring."""
+        if isinstance(inputs, dict):
+            inputs = inputs["adjoint"]
+        b = channels_to_complex(inputs)
+        op = self.operator()
+        if b.shape[-3:] != op.image_shape or b.ndim not in (3, 4):
+            raise ValueError(f"radar.solve expects the adjoint image of shape (batch, {', '.join(map(str, op.image_shape))}"
+                             f", 2), got {np.shape(inputs)}")
+        x = RR.cg_normal(op, b, tikhonov=self.params["tikhonov"] * self.norm_sq(), iters=self.params["cg_iters"])
+        return _normalised_magnitude(x.numpy())
+
+    def reconstruct(self, measurements, method: str = "kirchhoff", **kwargs) -> np.ndarray:
+        """|x| / max |x| (batch, nz, ny, nx) float32 by a classical ``method`` (one of ``METHODS``)
+        from measurements (batch, F, T, R, 2) or complex (batch, F, T, R)."""
+        if method not in METHODS:
+            raise ValueError(f"radar: unknown reconstruction {method!r}; expected one of {', '.join(METHODS)}")
+        y = channels_to_complex(measurements)
+        op = self.operator()
+        if method == "adjoint":
+            x = op.adjoint(y)
+        elif method in ("backprojection", "kirchhoff"):
+            x = op.back(y, method)
+        elif method == "cgls":
+            kwargs.setdefault("iters", self.params["cg_iters"])
+            kwargs.setdefault("tikhonov", self.params["tikhonov"] * self.norm_sq())
+            x = RR.cgls(op, y, **kwargs)[0]
+        else:
+            x = RR.pnp_admm(op, y, prox=method.split("-")[1], norm_sq=self.norm_sq(), **kwargs)
+        return _normalised_magnitude(x.numpy())
+
+
+def _normalised_magnitude(x: np.ndarray) -> np.ndarray:
+    m = np.abs(x)
+    batched = m.ndim == 4
+    m = m.reshape(-1, *m.shape[-3:])
+    peak = m.reshape(len(m), -1).max(1)
+    m = m / np.where(peak > 0, peak, 1)[:, None, None, None]
+    return (m if batched else m[0]).astype(np.float32)
