@@ -1,0 +1,41 @@
+"""MLS-MPM (moving least squares material point method) with APIC transfers, 2D and 3D, in torch.
+
+Modules: ``transfers`` (grid, B-spline stencils, P2G / G2P), ``materials`` (fixed corotated elastic,
+weakly compressible fluid, Drucker-Prager sand, von Mises plasticine), ``solver`` (the time stepper
+and its stability checks), ``bodies`` (shapes, meshio meshes and point clouds, particle sampling),
+``scenes`` (bodies in a box and the scene families of the ``particles`` problem).
+
+Quick use::
+
+    from sciops.solvers import mpm
+    scene = mpm.column_collapse(dim=2, aspect_ratio=1.0)
+    positions, particles = scene.simulate(frames=50, stride=20)   # (50, P, 2) numpy
+"""
+from sciops.solvers.mpm.bodies import Box, MeshShape, Sphere, sample, winding_number
+from sciops.solvers.mpm.materials import KINDS, Material, material
+from sciops.solvers.mpm.scenes import (
+    FAMILIES,
+    Body,
+    Scene,
+    colliding_spheres,
+    column_collapse,
+    dam_break,
+    falling_blocks,
+    mesh_body,
+)
+from sciops.solvers.mpm.solver import (
+    BOUNDARIES,
+    MAX_COURANT,
+    MAX_WAVE_COURANT,
+    MPMSolver,
+    MPMStabilityError,
+    MPMState,
+    stable_time_step,
+)
+
+__all__ = [
+    "BOUNDARIES", "Body", "Box", "FAMILIES", "KINDS", "MAX_COURANT", "MAX_WAVE_COURANT", "MPMSolver",
+    "MPMStabilityError", "MPMState", "Material", "MeshShape", "Scene", "Sphere", "colliding_spheres",
+    "column_collapse", "dam_break", "falling_blocks", "material", "mesh_body", "sample", "stable_time_step",
+    "winding_number",
+]
