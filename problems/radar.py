@@ -145,7 +145,9 @@ class Radar(Problem):
 
     def simulate(self, scenes: np.ndarray, rngs) -> np.ndarray:
         """Noisy measurements (batch, F, T, R) complex64 of scenes (batch, nz, ny, nx)."""
-        y = self.operator().forward(scenes).numpy()
+        op = self.operator()
+        # one sample at a time: BLAS blocking depends on the batch, and sample i must not
+        y = np.stack([op.forward(s).numpy() for s in scenes]) if len(scenes) else np.zeros((0, *op.data_shape), np.complex64)
         snr = self.params["snr_db"]
         if snr is None:
             return y
@@ -157,7 +159,8 @@ class Radar(Problem):
 
     def normalised_adjoint(self, y: np.ndarray) -> np.ndarray:
         """A^H y / max |A^H y| per sample, complex64 (batch, nz, ny, nx)."""
-        z = self.operator().adjoint(y).numpy()
+        op = self.operator()
+        z = np.stack([op.adjoint(s).numpy() for s in y]) if len(y) else np.zeros((0, *op.image_shape), np.complex64)
         peak = np.abs(z).reshape(len(z), -1).max(1)
         return z / np.where(peak > 0, peak, 1)[:, None, None, None]
 
