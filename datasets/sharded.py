@@ -198,7 +198,8 @@ def _verify_shard(file: Path, problem: Problem, seed: int, lo: int, hi: int) -> 
                              f"{expected[j]}")
         if not np.array_equal(h5[S.SAMPLE_INDEX][:], np.arange(lo, hi)):
             raise ValueError(f"{file}: samples/index is not {lo}..{hi - 1}")
-    wanted = sorted(problem.input_fields + problem.output_fields)
+    wanted = sorted(problem.input_fields + problem.output_fields +
+                    [k for k, f in problem.fields.items() if f.role == "diagnostic"])
     if sorted(fields) != wanted:
         raise ValueError(f"{file} holds fields {sorted(fields)}; expected {wanted}")
     return attrs, fields
