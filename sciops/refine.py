@@ -80,21 +80,24 @@ def extend_last_layer(model: torch.nn.Module, config: dict, grid: tuple[int, int
     mode of the padded space-time ``grid`` (t, y, x), initialised with the trained weights."""
     old = model.operator.fno.spectral[-1]
     full = (grid[0] // 2, grid[1] // 2, grid[2] // 2 + 1)
-    if any(m > f for m, f in zip(old.modes, full)):
-        raise ValueError(f"the last layer already keeps modes {old.modes}, beyond the grid's {full}")
     new = SpectralConv(old.in_channels, old.out_channels, full)
     with torch.no_grad():
         new.weight.zero_()
         w_old = old.weight.view(*old._block, old.in_channels, old.out_channels, 2)
         w_new = new.weight.view(*new._block, new.in_channels, new.out_channels, 2)
-        index = []
+        # Copy the modes the trained layer uses on this grid: min(m, full) per side (a layer built
+        # with more modes than the grid has uses only these). Block index i < m is frequency i,
+        # i >= m frequency -(2m - i), in both blocks.
+        src, dst = [], []
         for d, (m, mf) in enumerate(zip(old.modes, full)):
+            k = min(m, mf)
             if d == len(full) - 1:
-                index.append(torch.arange(m))
-            else:  # block index i < m is frequency i; i >= m is frequency -(2m - i)
-                i = torch.arange(2 * m)
-                index.append(torch.where(i < m, i, 2 * (mf - m) + i))
-        w_new[torch.meshgrid(*index, indexing="ij")] = w_old
+                src.append(torch.arange(k))
+                dst.append(torch.arange(k))
+            else:
+                src.append(torch.cat([torch.arange(k), torch.arange(2 * m - k, 2 * m)]))
+                dst.append(torch.cat([torch.arange(k), torch.arange(2 * mf - k, 2 * mf)]))
+        w_new[torch.meshgrid(*dst, indexing="ij")] = w_old[torch.meshgrid(*src, indexing="ij")]
     refined = copy.deepcopy(model)
     refined.operator.fno.spectral[-1] = new.to(next(model.parameters()).device)
     config = copy.deepcopy(config)

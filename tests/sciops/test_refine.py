@@ -74,6 +74,21 @@ def test_full_mode_extension_leaves_the_model_unchanged():
         torch.testing.assert_close(rebuilt(x), refined.operator(x))
 
 
+def test_full_mode_extension_of_a_layer_with_more_modes_than_the_grid():
+    """A layer built with more modes than the (short) time axis has uses only the grid's: the
+    extension keeps exactly those, and the model is unchanged."""
+    torch.manual_seed(1)
+    op = operators.build("fno3d", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=3,
+                         modes=(4, 10, 10), width=6, layers=2)
+    model = NormalizedOperator(op, [0.0], [1.0], [0.0], [1.0])
+    config = {"operator": {"name": "fno3d", "hyperparameters": {"modes": [4, 10, 10]}}}
+    refined, _ = extend_last_layer(model, config, (3 + round(0.3 * 3), 16, 16))
+    assert refined.operator.fno.spectral[-1].modes == (2, 8, 9)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(refined(x), model(x), atol=1e-5, rtol=1e-5)
+
+
 # --- end to end: sciops train st-fno -> sciops finetune -> surrogate ---------------------------------
 NS_PARAMS = dict(resolution=16, solve_resolution=16, viscosity=1e-2, record_every=0.05, t_final=0.3, input_steps=2)
 
