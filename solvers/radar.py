@@ -23,7 +23,7 @@ is separable too (reconstructions: ``sciops.solvers.radar_recon``).
 Chunking and memory
     The factors are evaluated on the fly for blocks of ``freq_chunk`` frequencies and
     ``voxel_chunk`` voxels; a block's workspace is about
-    itemsize * freq_chunk * voxel_chunk * (3 (T + R) + 2 batch max(T, R)) bytes. Chunks are chosen
+    itemsize * freq_chunk * voxel_chunk * (5 (T + R) + 2 batch max(T, R)) bytes. Chunks are chosen
     so that the workspace plus the arrays in and out fit ``memory_budget`` bytes (default 512 MiB);
     a problem that cannot fit even with one frequency and 64 voxels per block is refused with a
     ``ValueError`` before anything is allocated (:meth:`MimoBorn.check_memory`). With
@@ -238,7 +238,9 @@ class MimoBorn:
     # --- memory planning --------------------------------------------------------------------------
     def _block_bytes(self, batch: int, fc: int, vc: int) -> int:
         f, t, r = self.data_shape
-        return self.itemsize * fc * vc * (3 * (t + r) + 2 * batch * max(t, r)) + 8 * self.itemsize * vc
+        # per side: phase, cos, sin and two scaled copies (real) plus the complex factor; then the
+        # (batch, Fc, T, Vc) product and its weighted copy
+        return self.itemsize * fc * vc * (5 * (t + r) + 2 * batch * max(t, r)) + 8 * self.itemsize * vc
 
     def _io_bytes(self, batch: int) -> int:
         io = self.itemsize * batch * (2 * self.n_voxels + 2 * int(np.prod(self.data_shape)))
