@@ -1,0 +1,29 @@
+"""PSNR and SSIM: exact values on images whose statistics are known in closed form."""
+import numpy as np
+import pytest
+
+from sciops.image_metrics import K1, ssim, psnr
+
+
+def test_psnr_of_a_constant_error():
+    a = np.random.default_rng(0).random((2, 12, 13, 14))
+    assert psnr(a + 0.1, a) == pytest.approx([20.0, 20.0])
+    assert psnr(a[0], a[0]) == np.inf
+    assert psnr(a[0] * 2, a[0] * 2 + 0.2, data_range=2.0) == pytest.approx(20.0)
+
+
+def test_ssim_identity_and_constant_shift():
+    a = np.random.default_rng(1).random((14, 13, 12))
+    assert ssim(a, a) == pytest.approx(1.0)
+    # a constant image and a shifted constant: only the luminance term remains, exactly
+    u, c = np.full((12, 12, 12), 0.3), 0.2
+    c1 = K1 ** 2
+    expected = (2 * 0.3 * 0.5 + c1) / (0.3 ** 2 + 0.5 ** 2 + c1)
+    assert ssim(u + c, u) == pytest.approx(expected, rel=1e-12)
+    # structure lost: noise against its own negative has strongly negative SSIM
+    n = np.random.default_rng(2).standard_normal((14, 14, 14)) * 0.1 + 0.5
+    assert ssim(n, 1 - n) < -0.5
+    with pytest.raises(ValueError, match="same shape"):
+        ssim(a, a[:-1])
+    with pytest.raises(ValueError, match="every image side > 10"):
+        ssim(np.zeros((5, 20, 20)), np.zeros((5, 20, 20)))
