@@ -211,7 +211,7 @@ def main() -> None:
     try:
         import taichi
 
-        peer, peer_name = run_taichi, f"taichi {taichi.__version__} cpu f32"
+        peer, peer_name = run_taichi, "taichi " + ".".join(map(str, taichi.__version__)) + " cpu f32"
         check = args.check_steps
     except ImportError:
         peer, peer_name = run_naive, "naive numpy loop over particles"

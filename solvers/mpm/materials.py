@@ -113,10 +113,33 @@ def material(kind: str, **overrides) -> Material:
 
 
 # ------------------------------------------------------------------------------------------ kinematics
+def det(F: torch.Tensor) -> torch.Tensor:
+    """Determinants of (P, d, d) matrices, d = 2 or 3, in closed form (no LU factorisation)."""
+    if F.shape[-1] == 2:
+        return F[:, 0, 0] * F[:, 1, 1] - F[:, 0, 1] * F[:, 1, 0]
+    return (F[:, 0, 0] * (F[:, 1, 1] * F[:, 2, 2] - F[:, 1, 2] * F[:, 2, 1])
+            - F[:, 0, 1] * (F[:, 1, 0] * F[:, 2, 2] - F[:, 1, 2] * F[:, 2, 0])
+            + F[:, 0, 2] * (F[:, 1, 0] * F[:, 2, 1] - F[:, 1, 1] * F[:, 2, 0]))
+
+
+def _rotation2(angle: torch.Tensor) -> torch.Tensor:
+    c, s = angle.cos(), angle.sin()
+    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+
+
 def rotation_svd(F: torch.Tensor):
-    """SVD F = U diag(sigma) V^T with det U = det V = +1 (a reflection goes into the last sigma)."""
+    """SVD F = U diag(sigma) V^T with det U = det V = +1 (a reflection goes into the last sigma).
+
+    2x2: closed form (F = rot(phi) diag(q + r, q - r) rot(theta) from the conformal and
+    anti-conformal parts of F); 3x3: LAPACK through ``torch.linalg.svd`` and a sign fix."""
+    if F.shape[-1] == 2:
+        e, f = 0.5 * (F[:, 0, 0] + F[:, 1, 1]), 0.5 * (F[:, 0, 0] - F[:, 1, 1])
+        g, h = 0.5 * (F[:, 1, 0] + F[:, 0, 1]), 0.5 * (F[:, 1, 0] - F[:, 0, 1])
+        q, r = torch.sqrt(e * e + h * h), torch.sqrt(f * f + g * g)
+        a1, a2 = torch.atan2(g, f), torch.atan2(h, e)
+        return _rotation2(0.5 * (a2 + a1)), torch.stack([q + r, q - r], -1), _rotation2(0.5 * (a2 - a1))
     U, sigma, Vh = torch.linalg.svd(F)
-    sign_u, sign_v = torch.linalg.det(U).sign(), torch.linalg.det(Vh).sign()
+    sign_u, sign_v = det(U).sign(), det(Vh).sign()
     U = U.clone()
     Vh = Vh.clone()
     sigma = sigma.clone()
@@ -126,15 +149,45 @@ def rotation_svd(F: torch.Tensor):
     return U, sigma, Vh
 
 
+def polar_rotation(F: torch.Tensor, max_iterations: int = 12) -> torch.Tensor:
+    """The rotation R of the polar decomposition F = R S (det R = +1), for the fixed corotated model.
+
+    2D: closed form, R = rot(atan2(F10 - F01, F00 + F11)). 3D: Higham's scaled Newton iteration
+    X <- (g X + X^-T / g) / 2, g = (|X^-1|_F / |X|_F)^(1/2), with the closed-form 3x3 inverse, until
+    the largest change is at round-off (about 3 iterations for the small elastic strains of MPM,
+    at most ``max_iterations``, enough for condition numbers ~1e6); particles with det F <= 0
+    (inverted) take the SVD route, which puts the reflection into the singular values."""
+    if F.shape[-1] == 2:
+        return _rotation2(torch.atan2(F[:, 1, 0] - F[:, 0, 1], F[:, 0, 0] + F[:, 1, 1]))
+    J = det(F)
+    X = F
+    tol = 8 * torch.finfo(F.dtype).eps
+    for _ in range(max_iterations):
+        cof = torch.linalg.cross(X[:, :, [1, 2, 0]], X[:, :, [2, 0, 1]], dim=1)  # columns: cofactors
+        inv_t = cof / det(X)[:, None, None]                                     # X^-T
+        gamma = (inv_t.square().sum((1, 2)) / X.square().sum((1, 2))).sqrt().sqrt()[:, None, None]
+        X_new = 0.5 * (gamma * X + inv_t / gamma)
+        change = float((X_new - X).abs().max()) if X.numel() else 0.0
+        X = X_new
+        if not change > tol:  # converged (NaN from inverted particles is handled below)
+            break
+    bad = ~(J > 0)
+    if bad.any():
+        U, _, Vh = rotation_svd(F[bad])
+        X = X.clone()
+        X[bad] = U @ Vh
+    return X
+
+
 def _compose(U: torch.Tensor, diag: torch.Tensor, Vh: torch.Tensor) -> torch.Tensor:
     return (U * diag[:, None, :]) @ Vh
 
 
 # -------------------------------------------------------------------------------------------- models
-def fixed_corotated(F, U, sigma, Vh, mu, lam):
+def fixed_corotated(F, mu, lam):
     """Kirchhoff stress of fixed corotated elasticity; mu, lam per particle (P,)."""
-    R = U @ Vh
-    J = sigma.prod(-1)
+    R = polar_rotation(F)
+    J = det(F)
     eye = torch.eye(F.shape[-1], dtype=F.dtype, device=F.device)
     return 2 * mu[:, None, None] * (F - R) @ F.mT + (lam * (J - 1) * J)[:, None, None] * eye
 
@@ -142,7 +195,7 @@ def fixed_corotated(F, U, sigma, Vh, mu, lam):
 def fluid(F, bulk):
     """(F reset to J^(1/d) I, Kirchhoff stress K (J - 1) J I) of the weakly compressible fluid."""
     d = F.shape[-1]
-    J = torch.linalg.det(F)
+    J = det(F)
     eye = torch.eye(d, dtype=F.dtype, device=F.device)
     F_new = J.clamp_min(1e-6).pow(1.0 / d)[:, None, None] * eye
     return F_new, (bulk * (J - 1) * J)[:, None, None] * eye

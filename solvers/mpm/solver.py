@@ -227,22 +227,24 @@ class MPMSolver:
 
     def _constitutive(self, F: torch.Tensor, groups: list[_Group]):
         """Projected F and Kirchhoff stress of every particle (materials module)."""
+        if len(groups) == 1 and groups[0].index.numel() == F.shape[0]:  # one material: no gather/scatter
+            return self._model(groups[0], F)
         F_new, tau = F.clone(), torch.zeros_like(F)
         for g in groups:
-            Fg = F[g.index]
-            if g.kind == "fluid":
-                Fp, tg = M.fluid(Fg, g.lam)
-            else:
-                U, sigma, Vh = M.rotation_svd(Fg)
-                if g.kind == "elastic":
-                    Fp, tg = Fg, M.fixed_corotated(Fg, U, sigma, Vh, g.mu, g.lam)
-                elif g.kind == "sand":
-                    Fp, tg = M.drucker_prager(U, sigma, Vh, g.mu, g.lam, g.extra)
-                else:
-                    Fp, tg = M.von_mises(U, sigma, Vh, g.mu, g.lam, g.extra)
-            F_new[g.index] = Fp
-            tau[g.index] = tg
+            F_new[g.index], tau[g.index] = self._model(g, F[g.index])
         return F_new, tau
+
+    @staticmethod
+    def _model(g: _Group, Fg: torch.Tensor):
+        """(projected F, Kirchhoff stress) of the particles of group ``g``."""
+        if g.kind == "fluid":
+            return M.fluid(Fg, g.lam)
+        if g.kind == "elastic":
+            return Fg, M.fixed_corotated(Fg, g.mu, g.lam)
+        U, sigma, Vh = M.rotation_svd(Fg)
+        if g.kind == "sand":
+            return M.drucker_prager(U, sigma, Vh, g.mu, g.lam, g.extra)
+        return M.von_mises(U, sigma, Vh, g.mu, g.lam, g.extra)
 
     # ---------------------------------------------------------------------------------- stepping
     def step(self, s: MPMState) -> MPMState:
@@ -270,8 +272,7 @@ class MPMSolver:
                                         f"{self.bounds.tolist()} (boundary='none'); expected a larger box")
         else:
             s.x = torch.maximum(torch.minimum(s.x, self.bounds[:, 1]), self.bounds[:, 0])
-        eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
-        s.F, s.tau = self._constitutive((eye + dt * s.C) @ s.F, s.groups)
+        s.F, s.tau = self._constitutive(s.F + dt * (s.C @ s.F), s.groups)
         s.step += 1
         s.time += dt
         return s

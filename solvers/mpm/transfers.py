@@ -39,9 +39,9 @@ def stencil_offsets(dim: int, device=None) -> torch.Tensor:
 class Stencil:
     """Per-particle interpolation data shared by P2G and G2P of one step."""
 
-    nodes: torch.Tensor   # (P, S) flat node indices
+    nodes: torch.Tensor    # (P, S) flat node indices
     weights: torch.Tensor  # (P, S) B-spline weights
-    dpos: torch.Tensor     # (P, S, d) x_i - x_p in metres
+    fx: torch.Tensor       # (P, d) position relative to the base node, in cells: x_i - x_p = (offset - fx) dx
 
 
 class Grid:
@@ -75,18 +75,23 @@ class Grid:
         base = torch.floor(xi - 0.5)
         fx = xi - base
         w = torch.stack([0.5 * (1.5 - fx) ** 2, 0.75 - (fx - 1.0) ** 2, 0.5 * (fx - 0.5) ** 2], dim=1)  # (P, 3, d)
-        weights = w[:, self.offsets[:, 0], 0]
-        for a in range(1, self.dim):
-            weights = weights * w[:, self.offsets[:, a], a]
-        dpos = (self.offsets.to(x.dtype)[None] - fx[:, None, :]) * self.dx
+        weights = w[:, :, 0]
+        for a in range(1, self.dim):  # outer product over axes, row-major like ``offsets``
+            weights = (weights[:, :, None] * w[:, None, :, a]).reshape(len(x), -1)
         nodes = ((base.long()[:, None, :] + self.offsets[None]) * self.strides).sum(-1)  # no integer matmul on CUDA
-        return Stencil(nodes, weights, dpos)
+        return Stencil(nodes, weights, fx)
 
+    # The affine terms use x_i - x_p = (offset - fx) dx, so that sum_i w (A (x_i - x_p)) and
+    # sum_i w v_i (x_i - x_p)^T become one (P d, d) x (d, S) matrix product with the constant offsets
+    # instead of P tiny batched products (3-4x faster on CPU).
     def p2g(self, st: Stencil, mass: torch.Tensor, momentum: torch.Tensor, affine: torch.Tensor):
         """Grid mass (N,) and momentum (N, d) from particle mass (P,), momentum m v (P, d) and the
         affine matrix m C - dt V 4/dx^2 tau (P, d, d)."""
-        d = self.dim
-        contrib = st.weights[..., None] * (momentum[:, None, :] + st.dpos @ affine.mT)  # (P, S, d)
+        P, d = momentum.shape
+        offsets = self.offsets.to(affine.dtype)
+        base = momentum - self.dx * (affine @ st.fx[:, :, None])[:, :, 0]                     # (P, d)
+        spread = (self.dx * (affine.reshape(P * d, d) @ offsets.T)).view(P, d, -1).mT           # (P, S, d)
+        contrib = st.weights[..., None] * (base[:, None, :] + spread)
         flat = st.nodes.reshape(-1)
         grid_mv = torch.zeros(self.n_nodes, d, dtype=momentum.dtype, device=momentum.device)
         grid_mv.index_add_(0, flat, contrib.reshape(-1, d))
@@ -96,9 +101,11 @@ class Grid:
 
     def g2p(self, st: Stencil, grid_v: torch.Tensor):
         """Particle velocity (P, d) and APIC affine velocity C (P, d, d) from grid velocities (N, d)."""
+        P, d = st.fx.shape
         vg = grid_v[st.nodes] * st.weights[..., None]         # (P, S, d)
         v = vg.sum(1)
-        C = (4.0 / self.dx ** 2) * (vg.mT @ st.dpos)          # sum_i w v_i (x_i - x_p)^T
+        moment = (vg.mT.reshape(P * d, -1) @ self.offsets.to(vg.dtype)).view(P, d, d)  # sum_i w v_i offset^T
+        C = (4.0 / self.dx) * (moment - v[:, :, None] * st.fx[:, None, :])             # sum_i w v_i (x_i - x_p)^T
         return v, C
 
     def apply_walls(self, v: torch.Tensor, boundary: str) -> torch.Tensor:
