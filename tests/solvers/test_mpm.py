@@ -33,6 +33,28 @@ def _block_scene(dim, *, boundary="none", gravity=None, kind="elastic", lo=0.4, 
                      gravity=np.zeros(dim) if gravity is None else gravity)
 
 
+# ---------------------------------------------------------------------------------------- kinematics
+@pytest.mark.parametrize("dim", [2, 3])
+def test_closed_form_kinematics_match_lapack(dim):
+    from sciops.solvers.mpm import materials as M
+
+    gen = torch.Generator().manual_seed(0)
+    F = torch.eye(dim, dtype=torch.float64) + 0.5 * torch.randn(500, dim, dim, generator=gen, dtype=torch.float64)
+    F[0] = torch.eye(dim)
+    F[1] = torch.diag(torch.tensor([1.0] * (dim - 1) + [-1.0], dtype=torch.float64))  # inverted
+    U, sigma, Vh = M.rotation_svd(F)
+    torch.testing.assert_close((U * sigma[:, None, :]) @ Vh, F, atol=1e-13, rtol=0)
+    torch.testing.assert_close(M.det(U), torch.ones(500, dtype=torch.float64))
+    torch.testing.assert_close(M.det(Vh), torch.ones(500, dtype=torch.float64))
+    torch.testing.assert_close(sigma.abs().sort(-1, descending=True).values, torch.linalg.svdvals(F))
+    torch.testing.assert_close(M.det(F), torch.linalg.det(F))
+    R = M.polar_rotation(F)
+    torch.testing.assert_close(R, U @ Vh, atol=1e-12, rtol=0)
+    positive = torch.linalg.det(F) > 0  # there R is the orthogonal polar factor: R^T F symmetric
+    S = R[positive].mT @ F[positive]
+    torch.testing.assert_close(S, S.mT, atol=1e-12, rtol=0)
+
+
 # ----------------------------------------------------------------------------------------- free fall
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("device", DEVICES)
