@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sciops.solvers import radar_recon as rr
-from sciops.solvers.radar import (C0, MimoBorn, cross_array, frequencies, load_array, planar_array,
+from sciops.solvers.radar import (BLOCK_TARGET, C0, MimoBorn, cross_array, frequencies, load_array, planar_array,
                                   reference_grid, reference_operator)
 
 
@@ -120,6 +120,8 @@ def test_memory_budget_picks_smaller_blocks_and_refuses_before_allocating():
     assert ch.voxel < op.n_voxels  # had to split
     np.testing.assert_allclose(op.forward(rand_complex(op.image_shape, 1)).numpy(),
                                small_op().forward(rand_complex(op.image_shape, 1)).numpy(), rtol=1e-12)
+    big = reference_operator(15)  # the budget (512 MiB) would allow one block; blocks stay near 16 MiB
+    assert big._block_bytes(1, big.check_memory(1).freq, big.check_memory(1).voxel) <= BLOCK_TARGET < big.memory_budget
     with pytest.raises(ValueError, match=r"2000x2000x2000 grid .* needs at least .* MiB; the memory budget is 512.0 MiB"):
         MimoBorn(*cross_array(), frequencies(n=15), reference_grid(2000, 2000, 2000))  # 8e9 voxels: never allocated
     with pytest.raises(ValueError, match="batch 1000 needs at least"):
