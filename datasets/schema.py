@@ -3,7 +3,9 @@
 Layout of one dataset file (see /ARCHITECTURE.md, "HDF5 dataset, schema version 1")::
 
     /                      root attributes, below
-    /grid/<coord>          1-D float64 coordinate arrays, attribute ``units``
+    /grid/<coord>          1-D float64 coordinate arrays, attribute ``units`` (and, for a problem that
+                           sets ``grid_attrs``, others: ``grid/lat`` of shallow-water carries
+                           ``quadrature_weights``, float64 (nlat,), sum_ij W_i f_ij = int f dOmega)
     /fields/<name>         float32 (N, *field dims[, C]), one sample per chunk, gzip level 1 + shuffle,
                            attributes ``dims`` (JSON list, "sample" first, "channel" last when the
                            field has channels), ``units``, ``role`` (input/output/diagnostic),

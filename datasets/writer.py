@@ -221,6 +221,8 @@ def _create(partial: Path, problem: Problem, n: int, seed: int, start: int = 0) 
     for name, coords in problem.grid.items():
         ds = grid.create_dataset(name, data=np.asarray(coords, dtype=np.float64))
         ds.attrs["units"] = problem.grid_units.get(name, "")
+        for key, value in getattr(problem, "grid_attrs", {}).get(name, {}).items():
+            ds.attrs[key] = value
     h5.create_group(S.FIELDS, track_order=True)
     samples = h5.create_group(S.SAMPLES)
     samples.create_dataset("seed", (n,), dtype=np.uint64)

@@ -14,6 +14,7 @@ from sciops.problems.base import Field, Param, Problem, sample_seed
 REGISTRY: dict[str, str] = {
     "darcy": "sciops.problems.darcy:Darcy",
     "navier-stokes": "sciops.problems.navier_stokes:NavierStokes",
+    "shallow-water": "sciops.problems.shallow_water:ShallowWater",
     "particles": "sciops.problems.particles:Particles",
     "radar": "sciops.problems.radar:Radar",
 }

@@ -13,7 +13,9 @@ against the problem's ``PARAMS`` specification. Conventions every problem follow
 * ``generate(n, seed, start=0)`` returns ``(inputs, outputs, solve_seconds)``; it is what dataset
   writers and evaluation call. Problems that solve on a finer grid than they store override it.
 * ``fields`` maps field names to :class:`Field` (dims, units, role); ``grid`` maps coordinate
-  names to 1-D arrays; ``grid_units`` gives their units; ``geometry`` is "bounded" or "periodic".
+  names to 1-D arrays; ``grid_units`` gives their units; ``grid_attrs`` (optional) maps a coordinate
+  name to extra attributes stored with it (e.g. ``quadrature_weights`` of a sphere's latitudes);
+  ``geometry`` is "bounded", "periodic" or "sphere".
 """
 from __future__ import annotations
 
@@ -113,6 +115,7 @@ class Problem:
     fields: dict[str, Field]
     grid: dict[str, np.ndarray]
     grid_units: dict[str, str]
+    grid_attrs: dict[str, dict[str, Any]] = {}  # never mutated; subclasses assign their own dict
 
     @property
     def input_fields(self) -> list[str]:

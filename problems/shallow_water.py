@@ -1,0 +1,240 @@
+"""The ``shallow-water`` problem: the rotating shallow water equations on the sphere, initial state
+-> trajectory (the SFNO data set's setting).
+
+Solver: ``sciops.solvers.shallow_water`` (spectral transform method on torch-harmonics' SHTs,
+vorticity / divergence / geopotential form, Lawson RK4 or integrating-factor AB3, hyperdiffusion),
+Earth constants of Williamson et al. (1992), mean depth 10 km.
+
+Fields (SI units), on the torch-harmonics grid ``grid`` of ``nlat`` x ``nlon`` points
+    inputs   ``phi0`` geopotential g h (m2 s-2), ``u0`` eastward and ``v0`` northward wind (m s-1),
+             dims (lat, lon)
+    outputs  ``phi``, ``u``, ``v`` at t = record_every, 2 record_every, ..., records x record_every
+             after the input state, dims (t, lat, lon). The input state is not repeated as the
+             first record (as navier-stokes).
+Readers stack them as channels in that order: x (B, 3, nlat, nlon), y (B, 3, T, nlat, nlon).
+
+Grid coordinates: ``lat`` in degrees north, from north to south (the SHT's order; Legendre-Gauss
+nodes or the equiangular nodes including the poles), ``lon`` = 360 j / nlon degrees east, ``t`` in
+seconds. ``grid/lat`` carries the attribute ``quadrature_weights`` (nlat,): W_i with
+sum_ij W_i f(lat_i, lon_j) = int f dOmega over the unit sphere (sum_ij W_i = 4 pi), i.e. the SHT's
+quadrature weight times 2 pi / nlon; the area-weighted mean of f is sum_ij W_i f_ij / (4 pi).
+
+Contract (as navier-stokes)
+    * ``sample_inputs(n, seed, start)``: sample i from ``numpy.random.default_rng(sample_seed(seed, i))``
+      alone; returns the dict of float32 (n, nlat, nlon) arrays.
+    * ``solve(inputs)``: projects the input state on the truncation (the stored inputs are already
+      band-limited, so ``solve`` of a stored input reproduces the stored trajectory up to float32
+      rounding), integrates with a time step fixed by the parameters alone (never by the batch),
+      returns the float32 trajectories. A NaN / Inf input or a non-positive geopotential is a
+      ValueError naming the sample; a blow-up is a ``BlowUpError`` naming the sample (its index in
+      the dataset when called from ``generate``) and the time.
+
+Initial conditions (``initial_condition``; ``amplitude`` means)
+    ``"random"``    random balanced states (``sw_initial.random_balanced``): random stream function
+                    with energy spectrum l / (1 + (l / l0)^4) peaking at ``peak_degree``, zero
+                    divergence, geopotential from the ``balance`` equation (nonlinear by default);
+                    ``amplitude`` = the Mach number rms|V| / sqrt(g H) (default 0.1; SFNO used
+                    0.1-0.2).
+    ``"galewsky"``  Galewsky et al. (2004) jet (u_max 80 m/s) balanced, with its height perturbation
+                    of ``amplitude`` metres (default 120, the paper's) centred at 45 N and a longitude
+                    drawn uniformly per sample (the paper's flow rotated about the axis).
+    Williamson's case 2 is a steady verification case, not data: it is in ``sw_initial`` only.
+
+Time step
+    ``dt`` unset: 0.8 of the stability limit (``solvers.shallow_water.time_step_limit``) estimated
+    from the parameters: gravity-wave speed 1.05 sqrt(g H) plus a wind bound (4 x the rms wind for
+    ``random``, 1.25 u_max for ``galewsky``), shortened to divide ``record_every``. A given ``dt``
+    above the estimated limit is refused by ``get``.
+
+Defaults: 32 x 64 Legendre-Gauss (lmax 32), hourly records for one day, random states at Mach 0.1,
+RK4 in float64, hyperdiffusion e-folding time 2 h at the largest degree.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from sciops.problems.base import Field, Param, Problem
+from sciops.solvers import sw_initial as ic
+from sciops.solvers.exponential_stepping import IMAGINARY_STABILITY
+from sciops.solvers.shallow_water import (GRIDS, MEAN_DEPTH, SAFETY, BlowUpError, ShallowWaterSphere, check_grid,
+                                          quadrature, simulate)
+
+INITIAL_CONDITIONS = ("random", "galewsky")
+DEFAULT_AMPLITUDE = {"random": 0.1, "galewsky": 120.0}
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+SPEED_FACTOR = 4.0        # max |V| ~ this x the rms wind of a random state
+GALEWSKY_U_MAX = 80.0
+INPUTS, OUTPUTS = ("phi0", "u0", "v0"), ("phi", "u", "v")
+
+
+class ShallowWater(Problem):
+    """Rotating shallow water on the sphere: initial (phi, u, v) -> hourly trajectory."""
+
+    name = "shallow-water"
+    geometry = "sphere"
+    PARAMS = (
+        Param("initial_condition", "random", str, "initial-state family", choices=INITIAL_CONDITIONS),
+        Param("amplitude", None, float, "random: Mach number rms|V|/sqrt(gH) (0.1); galewsky: perturbation "
+              "height in m (120)", min=0.0, max=1e4, optional=True),
+        Param("grid", "legendre-gauss", str, "torch-harmonics grid", choices=GRIDS),
+        Param("nlat", 32, int, "latitudes", min=4, max=1024),
+        Param("nlon", None, int, "longitudes (auto: 2 nlat)", min=4, max=4096, optional=True),
+        Param("lmax", None, int, "spectral truncation (auto: nlat on legendre-gauss, (nlat+1)//2 on equiangular)",
+              min=2, max=1024, optional=True),
+        Param("record_every", 3600.0, float, "seconds between records", min=1.0, max=1e7),
+        Param("records", 24, int, "number of records after the input state", min=1, max=10_000),
+        Param("dt", None, float, "time step in s (auto: 0.8 of the estimated stability limit)", min=1e-3, max=1e6,
+              optional=True),
+        Param("stepper", "rk4", str, "Lawson RK4 or integrating-factor AB3", choices=("rk4", "ab3")),
+        Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
+        Param("peak_degree", 8.0, float, "random: degree of the energy-spectrum peak", min=1.0, max=512.0),
+        Param("balance", "nonlinear", str, "random: balance equation of the geopotential",
+              choices=ic.BALANCES),
+        Param("hyperdiffusion_time", 7200.0, float, "e-folding time (s) of the largest degree", min=1.0, max=1e9),
+    )
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.params
+        self.nlon = 2 * p["nlat"] if p["nlon"] is None else p["nlon"]
+        self.lmax = check_grid(p["nlat"], self.nlon, p["grid"], p["lmax"])
+        self.amplitude = DEFAULT_AMPLITUDE[p["initial_condition"]] if p["amplitude"] is None else p["amplitude"]
+        if p["initial_condition"] == "random" and not 0 < self.amplitude <= 1.0:
+            raise ValueError(f"{self.name}: amplitude={self.amplitude!r} is the Mach number of random states; expected "
+                             f"0 < amplitude <= 1")
+        self.dt = self._time_step()
+        self.time_steps = p["records"]
+        lats, weights = (x.numpy() for x in quadrature(p["nlat"], p["grid"]))
+        self.grid = {"t": p["record_every"] * np.arange(1, p["records"] + 1), "lat": np.degrees(lats),
+                     "lon": 360.0 * np.arange(self.nlon) / self.nlon}
+        self.grid_units = {"t": "s", "lat": "degrees_north", "lon": "degrees_east"}
+        self.grid_attrs = {"lat": {"quadrature_weights": weights * (2 * math.pi / self.nlon)}}
+        units = {"phi": "m2 s-2", "u": "m s-1", "v": "m s-1"}
+        what = {"phi": "geopotential g h", "u": "eastward wind", "v": "northward wind"}
+        self.fields = {f"{k}0": Field(("lat", "lon"), units[k], "input", f"initial {what[k]}") for k in OUTPUTS}
+        self.fields.update({k: Field(("t", "lat", "lon"), units[k], "output", f"{what[k]} at t = record_every .. "
+                                     f"records x record_every after the input") for k in OUTPUTS})
+
+    # --- time step -----------------------------------------------------------------------------------
+    def speed_estimate(self) -> float:
+        """Gravity-wave speed + wind bound (m/s) used for the time step (module docstring)."""
+        c = math.sqrt(9.80616 * MEAN_DEPTH)
+        wind = SPEED_FACTOR * self.amplitude * c if self.params["initial_condition"] == "random" \
+            else 1.25 * GALEWSKY_U_MAX
+        return 1.05 * c + wind
+
+    def time_step_limit(self) -> float:
+        k = math.sqrt((self.lmax - 1) * self.lmax) / 6.37122e6
+        return IMAGINARY_STABILITY[self.params["stepper"]] / (self.speed_estimate() * k)
+
+    def _time_step(self) -> float:
+        p, limit = self.params, self.time_step_limit()
+        if p["dt"] is not None:
+            if p["dt"] > limit:
+                raise ValueError(f"{self.name}: dt={p['dt']:g} s is unstable for the {p['stepper']} stepper at lmax "
+                                 f"{self.lmax}: the estimated fastest waves ({self.speed_estimate():.4g} m/s) need dt <= "
+                                 f"{limit:.4g} s; expected dt <= {limit:.4g}, or leave dt unset")
+            if abs(p["record_every"] / p["dt"] - round(p["record_every"] / p["dt"])) > 1e-9 * p["record_every"] / p["dt"]:
+                raise ValueError(f"{self.name}: dt={p['dt']:g} s does not divide record_every={p['record_every']:g} s; "
+                                 f"expected record_every / dt to be an integer")
+            return p["dt"]
+        dt = SAFETY * limit
+        return p["record_every"] / math.ceil(p["record_every"] / dt * (1 - 1e-12))
+
+    @property
+    def solver_info(self):
+        p = self.params
+        return {"name": "shallow-water-spectral-transform", "library": "torch-harmonics 0.8.0",
+                "stepper": {"rk4": "lawson_rk4", "ab3": "lawson_ab3"}[p["stepper"]], "dt": self.dt, "grid": p["grid"],
+                "nlat": p["nlat"], "nlon": self.nlon, "lmax": self.lmax, "dtype": p["dtype"],
+                "hyperdiffusion_time": p["hyperdiffusion_time"], "hyperdiffusion_order": 4,
+                "radius": 6.37122e6, "omega": 7.292e-5, "gravity": 9.80616, "mean_depth": MEAN_DEPTH,
+                "amplitude": self.amplitude, "time_limit_estimate": self.time_step_limit()}
+
+    @cached_property
+    def solver(self) -> ShallowWaterSphere:
+        p = self.params
+        return ShallowWaterSphere(p["nlat"], self.nlon, p["grid"], self.lmax, dtype=DTYPES[p["dtype"]],
+                                  hyperdiffusion_time=p["hyperdiffusion_time"])
+
+    # --- sampling ------------------------------------------------------------------------------------
+    def _state_one(self, rng: np.random.Generator) -> torch.Tensor:
+        p, s = self.params, self.solver
+        if p["initial_condition"] == "random":
+            return ic.random_balanced(s, rng, 1, mach=self.amplitude, peak_degree=p["peak_degree"],
+                                      balance=p["balance"])[0]
+        return ic.galewsky(s, h_hat=self.amplitude, center_lon=float(rng.uniform(0, 2 * math.pi)))
+
+    def _sample_one(self, rng):
+        with torch.no_grad():
+            grid = self.solver.to_grid(self._state_one(rng)).double().numpy()
+        return {name: grid[i].astype(np.float32) for i, name in enumerate(INPUTS)}
+
+    # --- solving -------------------------------------------------------------------------------------
+    def _check_inputs(self, inputs) -> tuple[dict[str, np.ndarray], bool]:
+        if not isinstance(inputs, dict) or set(inputs) != set(INPUTS):
+            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(f"{self.name}.solve expects a dict with keys {', '.join(INPUTS)}, got {got}")
+        arrays = {k: np.asarray(inputs[k]) for k in INPUTS}
+        shape = (self.params["nlat"], self.nlon)
+        single = arrays["phi0"].ndim == 2
+        for k, a in arrays.items():
+            if a.shape[-2:] != shape or a.ndim not in (2, 3) or a.shape != arrays["phi0"].shape:
+                raise ValueError(f"{self.name}.solve: {k} has shape {a.shape}; expected (batch, {shape[0]}, {shape[1]}) "
+                                 f"or ({shape[0]}, {shape[1]}), the same for phi0, u0, v0")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise ValueError(f"{self.name}.solve expects floating-point {k}, got {a.dtype}")
+        batch = {k: a.reshape((-1,) + shape) for k, a in arrays.items()}
+        for k, a in batch.items():
+            finite = np.isfinite(a).reshape(len(a), -1).all(1)
+            if not finite.all():
+                raise ValueError(f"{self.name}.solve: {k} of sample {int(np.argmin(finite))} contains NaN or Inf")
+        positive = (batch["phi0"] > 0).reshape(len(batch["phi0"]), -1).all(1)
+        if not positive.all():
+            raise ValueError(f"{self.name}.solve: phi0 of sample {int(np.argmin(positive))} is not positive everywhere; "
+                             f"expected a geopotential g h > 0 (a positive fluid depth)")
+        return batch, single
+
+    def _solve(self, inputs, first_index: int = 0):
+        batch, single = self._check_inputs(inputs)
+        n, s = len(batch["phi0"]), self.solver
+        if n == 0:
+            empty = np.zeros((0, self.time_steps, self.params["nlat"], self.nlon), np.float32)
+            return {k: empty.copy() for k in OUTPUTS}
+        with torch.no_grad():
+            state = s.from_grid(*(torch.as_tensor(batch[k], dtype=torch.float64) for k in INPUTS))
+            try:
+                traj = simulate(s, state, self.dt, list(self.grid["t"]), stepper=self.params["stepper"],
+                                check_time_step=False).states
+            except BlowUpError as err:
+                raise BlowUpError(first_index + err.sample, err.time,
+                                  f"{err.reason} (solve of sample {first_index + err.sample}; dt = {self.dt:.4g} s: set a "
+                                  f"smaller dt or amplitude, or check the input)") from None
+            grid = s.to_grid(traj).double().numpy()  # (n, T, 3, nlat, nlon)
+        with np.errstate(over="ignore"):
+            grid = grid.astype(np.float32)
+        finite = np.isfinite(grid).reshape(n, self.time_steps, -1).all(-1)
+        if not finite.all():
+            i = int(np.argmin(finite.all(1)))
+            raise BlowUpError(first_index + i, float(self.grid["t"][int(np.argmin(finite[i]))]),
+                              f"the state exceeds the float32 range of the stored fields (solve of sample "
+                              f"{first_index + i}; check the input)")
+        out = {k: grid[:, :, i] for i, k in enumerate(OUTPUTS)}
+        return {k: v[0] for k, v in out.items()} if single else out
+
+    def solve(self, inputs):
+        """Trajectories {phi, u, v} (batch, T, nlat, nlon) float32 of inputs {phi0, u0, v0} (batch, nlat, nlon);
+        see the module docstring."""
+        return self._solve(inputs)
+
+    def generate(self, n, seed, start=0):
+        inputs = self.sample_inputs(n, seed, start)
+        t0 = time.perf_counter()
+        outputs = self._solve(inputs, first_index=start)
+        return inputs, outputs, time.perf_counter() - t0
+
