@@ -31,9 +31,9 @@ def open_xarray(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
         coords = {}
         if S.GRID in h5:
             for name, ds in h5[S.GRID].items():
-                attrs = {k: v if isinstance(v, np.ndarray) else S.decode_value(v) for k, v in ds.attrs.items()}
-                attrs["units"] = attrs.get("units", "")
-                coords[name] = xr.Variable((name,), ds[()], attrs=attrs)
+                coord_attrs = {k: v if isinstance(v, np.ndarray) else S.decode_value(v) for k, v in ds.attrs.items()}
+                coord_attrs["units"] = coord_attrs.get("units", "")
+                coords[name] = xr.Variable((name,), ds[()], attrs=coord_attrs)
         coords[S.SAMPLE_DIM] = xr.Variable((S.SAMPLE_DIM,), np.arange(n, dtype=np.int64))
         if S.SAMPLE_SEED in h5:
             coords["seed"] = xr.Variable((S.SAMPLE_DIM,), np.asarray(h5[S.SAMPLE_SEED][:n], dtype=np.uint64))
