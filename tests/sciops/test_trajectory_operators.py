@@ -181,3 +181,22 @@ def test_rollout_from_a_segment_slides_its_window():
         second = first + op.step(torch.stack([x[:, :, 1], first], dim=2).flatten(1, 2))
     torch.testing.assert_close(traj[:, :, 0], first)
     torch.testing.assert_close(traj[:, :, 1], second)
+
+
+@pytest.mark.parametrize("segment", [False, True])
+def test_fno3d_residual_adds_the_last_input_state_to_every_record(segment):
+    """residual=true (the default): w(t_j) = w_last + FNO(...)_j, so a zero network predicts the
+    persistence of the last input state; residual=false predicts FNO(...) alone."""
+    extra = {"input_steps": 3} if segment else {}
+    op = build("fno3d", time_steps=4, **extra)
+    plain = build("fno3d", time_steps=4, residual=False, **extra)
+    plain.load_state_dict(op.state_dict())
+    x = torch.randn(2, 1, 3, 16, 16) if segment else torch.randn(2, 1, 16, 16)
+    last = x[:, :, -1] if segment else x
+    with torch.no_grad():
+        torch.testing.assert_close(op(x) - plain(x), last.unsqueeze(2).expand(2, 1, 4, 16, 16))
+        op.fno.project[-1].weight.zero_()
+        op.fno.project[-1].bias.zero_()
+        torch.testing.assert_close(op(x), last.unsqueeze(2).expand(2, 1, 4, 16, 16))
+    with pytest.raises(ValueError, match="set residual=false"):
+        operators.build("fno3d", in_channels=2, out_channels=1, ndim=2, geometry="periodic", time_steps=4)
