@@ -16,6 +16,9 @@ positions (H = ``history``, 5 by default) and types:
 4. ``interaction_layers`` more interaction layers, and an MLP decoder to the normalised
    acceleration (a - acc_mean) / acc_std.
 
+``latent_grid=0`` drops step 3: the result is a plain GNS-style interaction network, the
+full-graph baseline of ``scripts/bench_giorom.py`` when it runs on every particle.
+
 The next position is x_{t+1} = x_t + v_t + a (semi-implicit Euler in frame units, GNS), with the
 GNS velocity / acceleration statistics of the data (per-frame differences, m/frame and
 m/frame^2: ``sciops.datasets.particles.gns_metadata``) stored as buffers by
@@ -57,6 +60,11 @@ class GIOROM(nn.Module):
                  heads: int = 4, radius: float = 0.04, latent_radius: float | None = None, bounds=None,
                  type_embedding: int = 16) -> None:
         super().__init__()
+        self.config = dict(dim=dim, n_types=n_types, history=history, hidden=hidden,
+                           interaction_layers=interaction_layers, latent_grid=latent_grid,
+                           attention_layers=attention_layers, heads=heads, radius=radius, latent_radius=latent_radius,
+                           bounds=None if bounds is None else np.asarray(bounds, dtype=float).tolist(),
+                           type_embedding=type_embedding)
         if dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {dim!r}")
         if history < 1 or hidden < 1 or radius <= 0:
@@ -66,8 +74,10 @@ class GIOROM(nn.Module):
         if b.shape != (dim, 2) or not (b[:, 1] > b[:, 0]).all():
             raise ValueError(f"bounds must be [[lo, hi]] for {dim} axes with lo < hi, got {b.tolist()}")
         self.grid_size = DEFAULT_GRID[dim] if latent_grid is None else int(latent_grid)
+        if self.grid_size == 1 or self.grid_size < 0:
+            raise ValueError(f"latent_grid must be 0 (no latent grid) or >= 2, got {latent_grid!r}")
         axes = [np.linspace(lo, hi, self.grid_size) for lo, hi in b]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim) if self.grid_size else np.zeros((0, dim))
         spacing = float(np.max((b[:, 1] - b[:, 0]) / max(self.grid_size - 1, 1)))
         self.latent_radius = 1.5 * spacing if latent_radius is None else float(latent_radius)
         self.register_buffer("grid", torch.tensor(grid, dtype=torch.float32))
@@ -109,12 +119,13 @@ class GIOROM(nn.Module):
         e = self.edge_encoder(torch.cat([rel, rel.norm(dim=-1, keepdim=True)], -1))
         for layer in self.before:
             h, e = layer(h, e, src, dst)
-        grid = self.grid.to(x.dtype)
-        p2g = bipartite_radius_graph(x, grid, self.latent_radius)
-        z = self.to_grid(h, x, grid, *p2g, self.latent_radius) + self.position.to(x.dtype)
-        z = self.attention(z[None])[0]
-        g2p = bipartite_radius_graph(grid, x, self.latent_radius)
-        h = h + self.from_grid(z, grid, x, *g2p, self.latent_radius)
+        if self.grid_size:
+            grid = self.grid.to(x.dtype)
+            p2g = bipartite_radius_graph(x, grid, self.latent_radius)
+            z = self.to_grid(h, x, grid, *p2g, self.latent_radius) + self.position.to(x.dtype)
+            z = self.attention(z[None])[0]
+            g2p = bipartite_radius_graph(grid, x, self.latent_radius)
+            h = h + self.from_grid(z, grid, x, *g2p, self.latent_radius)
         for layer in self.after:
             h, e = layer(h, e, src, dst)
         return self.decoder(h)
@@ -141,7 +152,7 @@ class KernelReconstruction(nn.Module):
 
     def __init__(self, dim: int = 2, *, hidden: int = 32, neighbours: int = 8) -> None:
         super().__init__()
-        self.dim, self.neighbours = dim, int(neighbours)
+        self.dim, self.hidden, self.neighbours = dim, int(hidden), int(neighbours)
         self.kernel = mlp(dim, hidden, 1, norm=False)
 
     def forward(self, sparse_reference: torch.Tensor, sparse_displacement: torch.Tensor,

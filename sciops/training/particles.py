@@ -81,3 +81,27 @@ def train_stepper(model, positions: np.ndarray, types: np.ndarray, *, steps: int
         losses.append(float(loss.detach()))
     model.eval()
     return losses
+
+
+def train_reconstruction(reconstruction, positions: np.ndarray, n_sparse: int, *, steps: int = 200, lr: float = 3e-3,
+                         seed: int = 0, reference_frame: int = 0) -> list[float]:
+    """Fit a :class:`~sciops.operators.giorom.KernelReconstruction` on dense trajectories (N, T, P, d):
+    from the displacements of ``n_sparse`` random particles since ``reference_frame``, predict
+    those of all particles (MSE in m^2); one random trajectory per step. Returns the losses."""
+    x = np.asarray(positions, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(reconstruction.parameters(), lr=lr)
+    N, T, P, _ = x.shape
+    losses = []
+    for _ in range(int(steps)):
+        n = int(rng.integers(N))
+        idx = subsample(P, min(n_sparse, P), rng)
+        traj = torch.as_tensor(x[n])
+        ref = traj[reference_frame]
+        disp = traj - ref                                              # (T, P, d)
+        loss = torch.nn.functional.mse_loss(reconstruction(ref[idx], disp[:, idx], ref), disp)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
