@@ -134,7 +134,7 @@ class Radar(Problem):
 
     @property
     def solver_info(self):
-        return {"name": "mimo-born", "tx": self.tx.tolist(), "rx": self.rx.tolist(), "dtype": "complex64",
+        return {"name": "mimo-born", "tx": np.round(self.tx, 9).tolist(), "rx": np.round(self.rx, 9).tolist(), "dtype": "complex64",
                 "reference_reconstruction": f"cg-normal ({self.params['cg_iters']} iterations, "
                                             f"tikhonov {self.params['tikhonov']} ||A||^2)"}
 
