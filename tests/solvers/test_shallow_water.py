@@ -154,9 +154,9 @@ def test_galewsky_agrees_with_torch_harmonics_example_solver():
     is below 1e-4 (2x the measured 5.1e-5) and shrinks at least 1.6x when the anchor's dt halves
     (measured 4.5x), which a wrong term, sign or constant in either solver would not do.
     At 64x128 Legendre-Gauss (sciops RK4 300 s, anchor 150 s, same state) the relative differences
-    were 2.3e-4 (vorticity) and 1.0e-3 (geopotential anomaly) after 1 simulated day, and
-    8.9e-4 and 2.6e-3 after 5 days (the jet is unstable by then, amplifying any difference;
-    scripts/bench_sw_solver.py --agreement prints these figures)."""
+    were 2.30e-4 (vorticity) and 1.03e-3 (geopotential anomaly) after 1 simulated day, and
+    8.88e-4 and 2.60e-3 after 5 days (the jet is unstable by then, amplifying any difference;
+    printed by scripts/bench_sw_solver.py --agreement)."""
     th_examples = pytest.importorskip("torch_harmonics.examples")
     s = ShallowWaterSphere(32, 64, "legendre-gauss")
     x0 = ic.galewsky(s)
