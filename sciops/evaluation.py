@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciops.losses import LpLoss, SobolevLoss
+from sciops.losses import LpLoss, SobolevLoss, loss_options
 from sciops.problems import sample_seed
 from sciops.datasets.progress import Progress
 
@@ -60,10 +60,11 @@ def output_layout(problem, name: str) -> tuple[bool, tuple[float, ...] | float]:
 
 
 def error_metrics(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *, spatial_dims: int | None = None,
-                  extent: tuple[float, ...] | float = 1.0) -> dict[str, np.ndarray]:
+                  extent: tuple[float, ...] | float = 1.0, grid: str | None = None) -> dict[str, np.ndarray]:
     """Per-sample errors of channel-first tensors (batch, C, *space), or of trajectories
-    (batch, C, T, *space) with ``spatial_dims`` set: then Bochner L2(0, T; X) errors."""
-    kw = dict(geometry=geometry, reduction="none", spatial_dims=spatial_dims, extent=extent)
+    (batch, C, T, *space) with ``spatial_dims`` set: then Bochner L2(0, T; X) errors. ``grid``:
+    the grid type on the sphere."""
+    kw = dict(geometry=geometry, reduction="none", spatial_dims=spatial_dims, extent=extent, grid=grid)
     l2 = LpLoss(2, **kw)(pred, ref)
     h1 = SobolevLoss(1, **kw)(pred, ref)
     max_abs = (pred - ref).abs().flatten(1).max(1).values
@@ -72,9 +73,9 @@ def error_metrics(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *, spati
 
 
 def per_time_errors(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *,
-                    extent: tuple[float, ...] | float = 1.0) -> np.ndarray:
+                    extent: tuple[float, ...] | float = 1.0, grid: str | None = None) -> np.ndarray:
     """Relative L2 error of each record: (batch, T) for trajectories (batch, C, T, *space)."""
-    loss = LpLoss(2, geometry=geometry, reduction="none", extent=extent)
+    loss = LpLoss(2, geometry=geometry, reduction="none", extent=extent, grid=grid)
     return torch.stack([loss(pred[:, :, t], ref[:, :, t]) for t in range(pred.shape[2])], dim=1).numpy()
 
 
@@ -143,7 +144,9 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     trajectory, extent = output_layout(problem, surrogate.outputs[0])
     pred_t = _as_channels(pred, surrogate.outputs, ndim)
     ref_t = _as_channels(outputs, surrogate.outputs, ndim)
-    errors = error_metrics(pred_t, ref_t, problem.geometry, spatial_dims=ndim if trajectory else None, extent=extent)
+    grid = loss_options(problem).get("grid")
+    errors = error_metrics(pred_t, ref_t, problem.geometry, spatial_dims=ndim if trajectory else None, extent=extent,
+                           grid=grid)
     solver_per_sample = solve_seconds / n
     surrogate_per_sample = surrogate_seconds / n
     report = {
@@ -168,7 +171,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
                          "index": median_sample, "rel_l2": float(errors["rel_l2"][median_sample]),
                          "extent": extent}
     if trajectory:
-        per_time = per_time_errors(pred_t, ref_t, problem.geometry, extent=extent)
+        per_time = per_time_errors(pred_t, ref_t, problem.geometry, extent=extent, grid=grid)
         times = problem.grid.get("t")
         times = list(map(float, times)) if times is not None and len(times) == per_time.shape[1] \
             else list(range(1, per_time.shape[1] + 1))

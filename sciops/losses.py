@@ -22,6 +22,11 @@ Geometry decides the quadrature and the spectral basis:
   -3/2 < s < 3/2 it is equivalent to the H^s norm on the box (the even extension of an H^s function
   stays H^s there), so "h1" is an H1 norm that needs no one-sided differences at the boundary.
 
+* ``"sphere"`` grids (nlat, nlon) of torch-harmonics, named by ``grid`` ("equiangular" or
+  "legendre-gauss"; :func:`loss_options` reads it from a problem): quadrature-weighted Lp on the
+  unit sphere and the spherical-harmonic H^s norm, see :mod:`sciops.losses_sphere`; ``extent`` is
+  not used (unit sphere).
+
 Names accepted by :func:`make_loss`: ``"l2"``, ``"l1"``, ``"lp:3"`` (any p >= 1), ``"h1"``,
 ``"h-1"``, ``"h0.5"`` (any real s); prefix ``"abs-"`` for absolute instead of relative errors.
 """
@@ -36,6 +41,23 @@ from torch import nn
 from sciops.layers.grid import GEOMETRIES
 
 _EPS = 1e-12
+LOSS_GEOMETRIES = GEOMETRIES + ("sphere",)
+
+
+def _check_geometry(geometry: str, grid: str | None) -> None:
+    if geometry not in LOSS_GEOMETRIES:
+        raise ValueError(f"geometry must be one of {LOSS_GEOMETRIES}, got {geometry!r}")
+    if geometry == "sphere":
+        from sciops.losses_sphere import check_sphere_grid
+
+        check_sphere_grid(grid)
+
+
+def loss_options(problem) -> dict:
+    """The geometry keywords of a problem's losses: ``geometry`` and, on the sphere, ``grid``."""
+    if problem.geometry == "sphere":
+        return {"geometry": "sphere", "grid": problem.params.get("grid")}
+    return {"geometry": problem.geometry}
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -69,16 +91,20 @@ class LpLoss(nn.Module):
     """Relative (or absolute) Lp error with trapezoid (bounded) or rectangle (periodic) weights."""
 
     def __init__(self, p: float = 2.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
-                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None):
+                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None,
+                 grid: str | None = None):
         super().__init__()
         if p < 1:
             raise ValueError(f"p must be >= 1, got {p}")
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        _check_geometry(geometry, grid)
         self.p, self.geometry, self.extent, self.relative, self.reduction = p, geometry, extent, relative, reduction
-        self.spatial_dims = spatial_dims
+        self.spatial_dims, self.grid = spatial_dims, grid
 
     def _weights(self, sizes: tuple[int, ...], device, dtype) -> torch.Tensor:
+        if self.geometry == "sphere":
+            from sciops.losses_sphere import area_weights
+
+            return area_weights(sizes, self.grid, device, dtype)
         extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * len(sizes)
         weights = []
         for n, length in zip(sizes, extents):
@@ -108,12 +134,12 @@ class SobolevLoss(nn.Module):
     """Relative (or absolute) H^s error for any real s, computed spectrally (see module docstring)."""
 
     def __init__(self, s: float = 1.0, *, geometry: str = "bounded", extent: float | tuple = 1.0,
-                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None):
+                 relative: bool = True, reduction: str = "mean", spatial_dims: int | None = None,
+                 grid: str | None = None):
         super().__init__()
-        if geometry not in GEOMETRIES:
-            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        _check_geometry(geometry, grid)
         self.s, self.geometry, self.extent, self.relative, self.reduction = s, geometry, extent, relative, reduction
-        self.spatial_dims = spatial_dims
+        self.spatial_dims, self.grid = spatial_dims, grid
         self._cache: dict = {}
 
     @staticmethod
@@ -147,6 +173,12 @@ class SobolevLoss(nn.Module):
         """Per-sample H^s norm, shape (batch,); summed in squares over time axes if any."""
         space = _space_start(u, self.spatial_dims)
         ndim = u.dim() - space
+        if self.geometry == "sphere":
+            from sciops.losses_sphere import sobolev_squared
+
+            if ndim != 2:
+                raise ValueError(f"H^s on the sphere needs 2 spatial dims (lat, lon), got {ndim}")
+            return _root(sobolev_squared(u, self.s, self.grid), 2.0)
         extents = self.extent if isinstance(self.extent, tuple) else (self.extent,) * ndim
         if self.geometry == "bounded":
             for d in range(space, u.dim()):
@@ -169,7 +201,7 @@ _NAME = re.compile(r"^(?P<abs>abs-)?(?:(?P<l>l)(?P<p>\d+(?:\.\d+)?)|lp:(?P<lp>\d
 
 
 def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0,
-              spatial_dims: int | None = None) -> nn.Module:
+              spatial_dims: int | None = None, grid: str | None = None) -> nn.Module:
     """Build a loss from its name (see module docstring); ValueError for an unknown name."""
     match = _NAME.match(name.strip().lower())
     if match is None:
@@ -178,6 +210,6 @@ def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1
     relative = match["abs"] is None
     if match["s"] is not None:
         return SobolevLoss(float(match["s"]), geometry=geometry, extent=extent, relative=relative,
-                           spatial_dims=spatial_dims)
+                           spatial_dims=spatial_dims, grid=grid)
     return LpLoss(float(match["p"] or match["lp"]), geometry=geometry, extent=extent, relative=relative,
-                  spatial_dims=spatial_dims)
+                  spatial_dims=spatial_dims, grid=grid)

@@ -38,7 +38,7 @@ import torch
 
 import sciops
 from sciops import checkpoint as ckpt
-from sciops.losses import make_loss
+from sciops.losses import loss_options, make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
 from sciops.operators import build, hyperparameters, operator_class
 from sciops.datasets.progress import Progress
@@ -129,8 +129,9 @@ class Trainer:
             "training": self.cfg.to_dict(),
         }
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
-        self.loss_fn = make_loss(self.cfg.loss, geometry=problem.geometry, spatial_dims=space)
-        self.metric_fns = {m: make_loss(m, geometry=problem.geometry, spatial_dims=space) for m in self.cfg.metrics}
+        geometry = loss_options(problem)  # on the sphere also the grid type
+        self.loss_fn = make_loss(self.cfg.loss, spatial_dims=space, **geometry)
+        self.metric_fns = {m: make_loss(m, spatial_dims=space, **geometry) for m in self.cfg.metrics}
         ddp.setup(self.ranks, self.device)  # after the checks above, which every rank makes alike
 
     # --- pieces -----------------------------------------------------------------------------------
