@@ -28,7 +28,9 @@ Geometry decides the quadrature and the spectral basis:
   not used (unit sphere).
 
 Names accepted by :func:`make_loss`: ``"l2"``, ``"l1"``, ``"lp:3"`` (any p >= 1), ``"h1"``,
-``"h-1"``, ``"h0.5"`` (any real s); prefix ``"abs-"`` for absolute instead of relative errors.
+``"h-1"``, ``"h0.5"`` (any real s); prefix ``"abs-"`` for absolute instead of relative errors,
+and ``"norm-"`` (first) for the loss of channel-standardised fields (:class:`Standardized`, e.g.
+``"norm-l2"``): the trainer gives it the output statistics of the training data.
 """
 from __future__ import annotations
 
@@ -197,16 +199,44 @@ class SobolevLoss(nn.Module):
         return _reduce(self.norm(pred - target), self.norm(target), self.relative, self.reduction)
 
 
+class Standardized(nn.Module):
+    """``loss`` of (u - mean_c) / std_c per channel c: each output field counts in units of its own
+    spread, whatever its physical unit, and a relative error is that of the anomaly about the channel
+    mean. Without it a relative error over fields of different sizes is the largest field's (on
+    shallow-water data the geopotential, ~1e5 m2 s-2 against winds of ~20 m/s)."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss, self.mean, self.std = loss, None, None
+
+    def set_statistics(self, mean, std) -> None:
+        self.mean, self.std = torch.as_tensor(mean, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.mean is None:
+            raise ValueError("a norm- loss needs the output statistics (set_statistics), which the trainer supplies")
+        if pred.dim() < 2 or pred.shape[1] != len(self.mean):
+            raise ValueError(f"a norm- loss with {len(self.mean)} channels got shape {tuple(pred.shape)}")
+        shape = (1, -1) + (1,) * (pred.dim() - 2)
+        mean = self.mean.to(pred.device, pred.dtype).view(shape)
+        std = self.std.to(pred.device, pred.dtype).view(shape)
+        return self.loss((pred - mean) / std, (target - mean) / std)
+
+
 _NAME = re.compile(r"^(?P<abs>abs-)?(?:(?P<l>l)(?P<p>\d+(?:\.\d+)?)|lp:(?P<lp>\d+(?:\.\d+)?)|h(?P<s>-?\d+(?:\.\d+)?))$")
 
 
 def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0,
               spatial_dims: int | None = None, grid: str | None = None) -> nn.Module:
     """Build a loss from its name (see module docstring); ValueError for an unknown name."""
-    match = _NAME.match(name.strip().lower())
+    name = name.strip().lower()
+    if name.startswith("norm-"):
+        return Standardized(make_loss(name[5:], geometry=geometry, extent=extent, spatial_dims=spatial_dims,
+                                      grid=grid))
+    match = _NAME.match(name)
     if match is None:
         raise ValueError(f"unknown loss {name!r}; expected l1, l2, lp:P, or h<s> such as h1, h-1, h0.5 "
-                         "(prefix abs- for absolute errors)")
+                         "(prefix abs- for absolute errors, norm- for channel-standardised fields)")
     relative = match["abs"] is None
     if match["s"] is not None:
         return SobolevLoss(float(match["s"]), geometry=geometry, extent=extent, relative=relative,

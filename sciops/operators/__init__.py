@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "fno-rollout": "sciops.operators.fno_trajectory:FNORollout",
     "fno3d": "sciops.operators.fno_trajectory:FNO3D",
     "mgno": "sciops.operators.mgno:MgNO",
+    "sfno": "sciops.operators.sfno:SFNO",
     "specboost": "sciops.operators.specboost:SpecBoost",
     "st-fno": "sciops.operators.fno_trajectory:SpatiotemporalFNO",
     "t1": "sciops.operators.t1:T1",

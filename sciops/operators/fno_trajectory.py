@@ -11,7 +11,8 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
   rollout (the loss is on all T predicted records, gradients flow through every step), which is the
   multi-step rollout loss; ``forward(x, steps=...)`` rolls out further than the training horizon.
   Its input and output are the same physical field, so it asks the trainer for one normalisation
-  for both (``shared_normalization``).
+  for both (``shared_normalization``). On ``sphere`` data (shallow-water) it treats the (lat, lon)
+  grid as a periodic box: the flat-geometry baseline of ``sfno``.
 * ``fno3d`` (:class:`FNO3D`): the input repeated over the T output times, a 3D FNO over
   (t, y, x) with the (t, y, x) grid embedding. Time is not periodic: it is zero-padded by
   ``time_padding`` of T before the Fourier layers and cropped after, so the FFT does not wrap the
@@ -37,31 +38,14 @@ from sciops.layers.spectral_conv import SpectralConv
 from sciops.operators.fno import FNO
 
 
-class FNORollout(nn.Module):
-    """Args:
-        time_steps: records predicted by ``forward`` (from the data).
-        modes, width, layers, padding, projection: of the one-step FNO (see :class:`FNO`).
-        residual: predict the increment, w(t + dt) = w(t) + FNO(w(t)).
-        input_steps: records in the input segment (from the data; None: one state).
-    """
+class Autoregressive(nn.Module):
+    """The rollout of a one-step network ``self.step`` (set by subclasses) over a sliding window of
+    ``input_steps`` states (see ``fno-rollout`` in the module docstring); also used by ``sfno``."""
 
     shared_normalization = True
-
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int, modes: int = 12,
-                 width: int = 32, layers: int = 4, ndim: int = 2, geometry: str = "periodic",
-                 input_steps: int | None = None, padding: float = 0.0, projection: int = 128,
-                 residual: bool = True):
-        super().__init__()
-        if in_channels != out_channels:
-            raise ValueError(f"fno-rollout feeds its output back as input: in_channels ({in_channels}) "
-                             f"must equal out_channels ({out_channels})")
-        if time_steps < 1:
-            raise ValueError(f"time_steps must be >= 1, got {time_steps}")
-        if input_steps is not None and input_steps < 1:
-            raise ValueError(f"input_steps must be >= 1, got {input_steps}")
-        self.time_steps, self.residual, self.input_steps = time_steps, residual, input_steps
-        self.step = FNO(in_channels * (input_steps or 1), out_channels, modes=modes, width=width, layers=layers,
-                        ndim=ndim, geometry=geometry, padding=padding, projection=projection)
+    time_steps: int
+    input_steps: int | None
+    residual: bool
 
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         if self.input_steps is None:
@@ -78,6 +62,33 @@ class FNORollout(nn.Module):
             window = torch.cat([window[:, :, 1:], state.unsqueeze(2)], dim=2)
             states.append(state)
         return torch.stack(states, dim=2)
+
+
+class FNORollout(Autoregressive):
+    """Args:
+        time_steps: records predicted by ``forward`` (from the data).
+        modes, width, layers, padding, projection: of the one-step FNO (see :class:`FNO`).
+        residual: predict the increment, w(t + dt) = w(t) + FNO(w(t)).
+        input_steps: records in the input segment (from the data; None: one state).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, time_steps: int, modes: int = 12,
+                 width: int = 32, layers: int = 4, ndim: int = 2, geometry: str = "periodic",
+                 input_steps: int | None = None, padding: float = 0.0, projection: int = 128,
+                 residual: bool = True):
+        super().__init__()
+        if in_channels != out_channels:
+            raise ValueError(f"fno-rollout feeds its output back as input: in_channels ({in_channels}) "
+                             f"must equal out_channels ({out_channels})")
+        if time_steps < 1:
+            raise ValueError(f"time_steps must be >= 1, got {time_steps}")
+        if input_steps is not None and input_steps < 1:
+            raise ValueError(f"input_steps must be >= 1, got {input_steps}")
+        self.time_steps, self.residual, self.input_steps = time_steps, residual, input_steps
+        if geometry == "sphere":  # the flat baseline of sfno: the (lat, lon) grid taken as a periodic box
+            geometry = "periodic"
+        self.step = FNO(in_channels * (input_steps or 1), out_channels, modes=modes, width=width, layers=layers,
+                        ndim=ndim, geometry=geometry, padding=padding, projection=projection)
 
 
 class FNO3D(nn.Module):

@@ -8,7 +8,9 @@ metric.
 Operator hooks (all optional): ``prepare_hyperparameters(hparams)`` (classmethod, may complete the
 hyperparameters before they are stored), ``initialize(x, y)`` (called once on up to 256 training
 pairs before the first epoch), ``raw_io`` (the operator normalises itself: identity statistics),
-``shared_normalization`` (one set of statistics, the outputs', for inputs and outputs).
+``shared_normalization`` (one set of statistics, the outputs', for inputs and outputs),
+``fill_from_problem(hparams, problem)`` (staticmethod, completes the hyperparameters from the
+data's problem before they are stored, e.g. sfno's grid type).
 
 Operator-defined losses: an operator class with a method ``training_loss(x, y, *, problem)``
 (for example DGNO's label-free weak-form physics) is trained on that scalar instead. It receives
@@ -38,7 +40,7 @@ import torch
 
 import sciops
 from sciops import checkpoint as ckpt
-from sciops.losses import loss_options, make_loss
+from sciops.losses import Standardized, loss_options, make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
 from sciops.operators import build, hyperparameters, operator_class
 from sciops.datasets.progress import Progress
@@ -104,6 +106,9 @@ class Trainer:
             self.hparams = prepare(self.hparams)
         self.dataset = ddp.open_rank_dataset(self.data_path, self.ranks)
         problem = self.dataset.problem
+        fill = getattr(operator_class(operator), "fill_from_problem", None)
+        if fill is not None:
+            self.hparams = fill(self.hparams, problem)
         n = self.dataset.n_samples
         n_train, self.n_val = self.cfg.split(n, self.data_path)
         ddp.check_world_size(self.cfg.batch_size, self.ranks.world_size, n_train)
@@ -205,6 +210,10 @@ class Trainer:
         cfg, ranks = self.cfg, self.ranks
         state_path = self.run_dir / ckpt.STATE
         self.config["normalization"] = ddp.on_main(ranks, lambda: self._start(resume))
+        norm = self.config["normalization"]
+        for fn in [self.loss_fn, *self.metric_fns.values()]:
+            if isinstance(fn, Standardized):  # "norm-" losses: in units of the outputs' spread
+                fn.set_statistics(norm["out_mean"], norm["out_std"])
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

@@ -107,3 +107,15 @@ def test_bad_input():
         geometry, params = "sphere", {"grid": "equiangular"}
 
     assert loss_options(Problem()) == {"geometry": "sphere", "grid": "equiangular"}
+
+
+def test_standardized_loss_scales_each_channel():
+    torch.manual_seed(0)
+    target, pred = torch.randn(2, 2, 12, 24), torch.randn(2, 2, 12, 24)
+    loss = make_loss("norm-abs-l2", geometry="sphere", grid="legendre-gauss")
+    with pytest.raises(ValueError, match="output statistics"):
+        loss(pred, target)
+    loss.set_statistics([100.0, -1.0], [10.0, 0.5])
+    scale = torch.tensor([10.0, 0.5]).view(1, 2, 1, 1)
+    expected = make_loss("abs-l2", geometry="sphere", grid="legendre-gauss")(pred / scale, target / scale)
+    assert loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-6)
