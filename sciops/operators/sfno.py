@@ -8,7 +8,10 @@ with RealSHT / InverseRealSHT (orthonormal) truncated to ``modes`` degrees and o
 weights w per degree l (``per_order``: per (l, m)), mixing channels. Per-degree weights commute with
 every rotation of the sphere (the Funk-Hecke form of a zonal convolution); per (l, m) weights still
 commute with rotations about the polar axis. The last layer has no activation (as :class:`FNO`).
-The latitude embedding keeps the longitude-roll equivariance.
+The latitude embedding keeps the longitude-roll equivariance. With ``band_limit`` (default) the
+step's output is projected on the grid's alias-free degrees (SHT then inverse SHT at the grid's
+lmax), the space the solver's states live in: the pointwise layers otherwise leave grid-scale
+content that the rollout feeds back step after step.
 
 Rollout, training and normalisation are those of ``fno-rollout`` (:class:`Autoregressive`): the step
 is applied ``time_steps`` times (multi-step rollout loss through every step), as a residual update
@@ -55,9 +58,9 @@ class SphericalNet(nn.Module):
     """The one-step network of the module docstring."""
 
     def __init__(self, in_channels: int, out_channels: int, *, modes: int, width: int, layers: int,
-                 projection: int, per_order: bool, grid_embedding: bool):
+                 projection: int, per_order: bool, grid_embedding: bool, band_limit: bool):
         super().__init__()
-        self.modes, self.grid_embedding = modes, grid_embedding
+        self.modes, self.grid_embedding, self.band_limit = modes, grid_embedding, band_limit
         self.lift = Pointwise(in_channels + (2 if grid_embedding else 0), width)
         self.spectral = nn.ModuleList(SphericalConv(width, width, modes, per_order) for _ in range(layers))
         self.pointwise = nn.ModuleList(Pointwise(width, width) for _ in range(layers))
@@ -69,18 +72,21 @@ class SphericalNet(nn.Module):
         if key not in self._transforms:
             import torch_harmonics as th
 
-            lmax = min(self.modes, check_grid(nlat, nlon, grid))
-            mmax = min(lmax, nlon // 2 + 1)
-            sht = th.RealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid, norm="ortho").to(device=device, dtype=dtype)
-            isht = th.InverseRealSHT(nlat, nlon, lmax=lmax, mmax=mmax, grid=grid, norm="ortho").to(
-                device=device, dtype=dtype)
+            def pair(lmax: int):
+                mmax = min(lmax, nlon // 2 + 1)
+                kw = dict(lmax=lmax, mmax=mmax, grid=grid, norm="ortho")
+                return (th.RealSHT(nlat, nlon, **kw).to(device=device, dtype=dtype),
+                        th.InverseRealSHT(nlat, nlon, **kw).to(device=device, dtype=dtype))
+
+            grid_lmax = check_grid(nlat, nlon, grid)
             lat = quadrature(nlat, grid)[0].to(device=device, dtype=dtype)[:, None].expand(nlat, nlon)
-            self._transforms[key] = (sht, isht, torch.stack([torch.sin(lat), torch.cos(lat)]))
+            self._transforms[key] = (*pair(min(self.modes, grid_lmax)), torch.stack([torch.sin(lat), torch.cos(lat)]),
+                                     pair(grid_lmax))
         return self._transforms[key]
 
     def forward(self, x: torch.Tensor, grid: str) -> torch.Tensor:
         nlat, nlon = x.shape[-2:]
-        sht, isht, embedding = self.transforms(nlat, nlon, grid, x.device, x.dtype)
+        sht, isht, embedding, (full_sht, full_isht) = self.transforms(nlat, nlon, grid, x.device, x.dtype)
         if self.grid_embedding:
             x = torch.cat([x, embedding.expand(x.shape[0], -1, -1, -1)], dim=1)
         v = self.lift(x)
@@ -89,7 +95,8 @@ class SphericalNet(nn.Module):
             v = spectral(v, sht, isht) + pointwise(v)
             if i < last:
                 v = F.gelu(v)
-        return self.project(v)
+        out = self.project(v)
+        return full_isht(full_sht(out)) if self.band_limit else out
 
 
 class SFNO(Autoregressive):
@@ -101,12 +108,14 @@ class SFNO(Autoregressive):
         per_order: weights per (l, m) instead of per degree l.
         residual: predict the increment u(t + dt) = u(t) + net(u(t)).
         grid_embedding: append sin(lat), cos(lat) to the input.
+        band_limit: project each step's output on the grid's alias-free degrees.
         input_steps: records in the input segment (from the data; None: one state).
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, *, time_steps: int, grid: str | None = None,
                  modes: int = 24, width: int = 32, layers: int = 4, projection: int = 64, per_order: bool = False,
-                 residual: bool = True, grid_embedding: bool = True, ndim: int = 2, geometry: str = "sphere",
+                 residual: bool = True, grid_embedding: bool = True, band_limit: bool = True, ndim: int = 2,
+                 geometry: str = "sphere",
                  input_steps: int | None = None):
         super().__init__()
         if geometry != "sphere" or ndim != 2:
@@ -124,7 +133,7 @@ class SFNO(Autoregressive):
         self.time_steps, self.residual, self.input_steps, self.grid = time_steps, residual, input_steps, grid
         self.net = SphericalNet(in_channels * (input_steps or 1), out_channels, modes=modes, width=width,
                                 layers=layers, projection=projection, per_order=per_order,
-                                grid_embedding=grid_embedding)
+                                grid_embedding=grid_embedding, band_limit=band_limit)
         self._call_grid: str | None = None
 
     @staticmethod

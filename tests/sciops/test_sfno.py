@@ -120,3 +120,16 @@ def test_a_grid_other_than_the_datas_is_refused(sw_file, tmp_path):
     cfg = TrainConfig(epochs=1, batch_size=4, val_fraction=0.2)
     with pytest.raises(ValueError, match="does not match the data's grid"):
         train("sfno", sw_file, tmp_path / "r", hparams={**SMALL, "grid": "equiangular"}, config=cfg, progress=False)
+
+
+def test_band_limit_keeps_steps_on_the_grids_degrees():
+    import torch_harmonics as th
+
+    torch.manual_seed(2)
+    x = torch.randn(1, 3, 12, 24, dtype=torch.float64)
+    project = lambda f: th.InverseRealSHT(12, 24, grid="legendre-gauss").double()(  # noqa: E731
+        th.RealSHT(12, 24, grid="legendre-gauss").double()(f))
+    with torch.no_grad():
+        limited, free = build().net(x, "legendre-gauss"), build(band_limit=False).net(x, "legendre-gauss")
+    torch.testing.assert_close(project(limited), limited, rtol=1e-9, atol=1e-9)
+    assert (project(free) - free).norm() > 1e-3 * free.norm()
