@@ -313,7 +313,7 @@ def main(argv=None):
         epoch = histories[name]["seconds_per_epoch"] if "seconds_per_epoch" in histories[name] else float("nan")
         print(f"  {LABELS[name]:<22} {r['params']:>10,} {r['rel_l2']:>7.4f} {r['rel_h1']:>7.4f} {r['per_record']:>7.4f} "
               f"{r['last']:>7.4f} {epoch:>8.2f} {r['seconds'] * 1e3:>8.2f} {solve_seconds / r['seconds']:>8.1f}x "
-              f"{('<=' if floor else '') + f'{equal:.1f}x':>9} @{n}^2")
+              f"{('<=' if floor else '') + f'{equal:.2g}x':>9} @{n}^2")
     print("\n  solver (same T records from the last input state, interpolated to the stored grid):")
     for n, s in solver.items():
         print(f"    {n:>4}^2: {s['seconds'] * 1e3:8.2f} ms/trajectory, rel L2(0,T;L2) vs data {s['rel_l2']:.3g}"
