@@ -33,8 +33,7 @@ The trajectory contract (what trajectory operators and evaluation build on)
       K - 1 records after it. Time is measured from the segment's last state, so ``w`` still holds
       the T records t = record_every .. t_final after it, and ``solve`` (Markovian flow) integrates
       from that last state alone; the earlier records cost solver time only in ``sample_inputs``.
-      With the default K = 1 the parameter is not stored (``params`` has no ``input_steps``), so
-      default datasets are byte-identical to those written before it existed.
+      With the default K = 1 the input is ``w0`` (n, res, res) alone and there is no ``t_in``.
 
 Initial conditions (``initial_condition``)
     ``"fno"``: the FNO data's Gaussian random field (Li et al. 2021, ``random_fields.py``): complex
@@ -210,10 +209,6 @@ class NavierStokes(Problem):
         super().__init__(**params)
         p = self.params
         self.input_steps = p["input_steps"]
-        if self.input_steps == 1:
-            # recorded only when it differs from the default, so default datasets (their params
-            # attribute included) stay byte-identical to those written before the parameter existed
-            del p["input_steps"]
         spec = FORCINGS[p["forcing"]]
         self.length = spec.length if p["length"] is None else p["length"]
         self.drag = spec.drag if p["drag"] is None else p["drag"]

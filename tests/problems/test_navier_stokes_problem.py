@@ -245,9 +245,10 @@ def test_generate_cli_round_trip_with_time_coordinate(tmp_path, capsys):
     assert "dims (sample, t, y, x)" in info and "t  2 points in [0.25, 0.5]" in info
 
 
-def test_default_input_steps_is_not_stored_so_default_datasets_keep_their_bytes():
-    assert "input_steps" not in small().params and "input_steps" not in small(input_steps=1).params
-    assert "t_in" not in small().grid
+def test_default_input_is_the_single_state_w0():
+    p = small()
+    assert p.params["input_steps"] == 1 and "t_in" not in p.grid
+    assert p.field_shape("w0") == (p.params["resolution"],) * 2
     assert small(input_steps=3).params["input_steps"] == 3
 
 
