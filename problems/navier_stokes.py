@@ -98,8 +98,7 @@ import numpy as np
 import torch
 
 from sciops.problems.base import Field, Param, Problem, sample_seed
-from sciops.solvers import spectral
-from sciops.solvers.navier_stokes import FORCINGS, BlowUpError, NavierStokes2D, forcing_field, simulate
+from sciops.solvers.navier_stokes import FORCINGS, BlowUpError, forcing_field, simulate
 
 INITIAL_CONDITIONS = ("fno", "mcwilliams")
 STEPPERS = {"rk4cn": "crank_nicolson_rk4", "rk2cn": "crank_nicolson_rk2"}

@@ -23,7 +23,6 @@ would then measure the time sampling, not the model's error.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from pathlib import Path
 

@@ -42,14 +42,14 @@ import argparse
 import concurrent.futures
 import json
 import multiprocessing
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from machine import machine_line  # scripts/machine.py
 
 FNO = dict(width=32, layers=4, modes=[6, 7])
 FNO_LR = 5e-3
@@ -105,16 +105,6 @@ def problem_for(dataset: str, resolution: int):
 
     return problems.get("darcy", coefficient=dataset, resolution=resolution)
 
-
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def parameter_count(module: torch.nn.Module) -> int:

@@ -18,7 +18,6 @@ reference with a Python loop over particles takes its place.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np

@@ -45,14 +45,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from machine import machine_line  # scripts/machine.py
 
 MODELS = ("fno-rollout", "fno3d", "t1", "st-fno", "specboost")
 # Learning rates (one-cycle peak) from short development runs on 32^2 data (64 trajectories, 6 epochs):
@@ -107,17 +107,6 @@ def parse_args(argv=None):
     args.solver_grids = sorted(int(g) for g in args.solver_grids.split(",") if g)
     return args
 
-
-def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return (f"machine: {cpu}, {os.cpu_count()} logical CPUs{load}, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def problem_params(args) -> dict:

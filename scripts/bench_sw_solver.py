@@ -20,7 +20,6 @@ Prints one line per run and the sciops / anchor ratios.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import time
 

@@ -38,7 +38,7 @@ import math
 import numpy as np
 import torch
 
-from sciops.solvers.shallow_water import GRAVITY, MEAN_DEPTH, ShallowWaterSphere
+from sciops.solvers.shallow_water import MEAN_DEPTH, ShallowWaterSphere
 
 DAY = 86400.0
 BALANCES = ("nonlinear", "linear")
