@@ -7,9 +7,7 @@ from sciops import problems
 from sciops.datasets import generate
 from sciops.training import TrainConfig, train
 
-RESOLUTION = 21
-SMALL_FNO = {"modes": 6, "width": 16, "layers": 3, "projection": 32}
-SMALL_TRAINING = dict(epochs=12, batch_size=16, lr=1e-2, val_fraction=0.1, seed=3)
+from small_settings import RESOLUTION, SMALL_FNO, SMALL_TRAINING
 
 
 @pytest.fixture(scope="session")

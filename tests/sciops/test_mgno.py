@@ -27,7 +27,7 @@ from sciops.layers.multigrid import MultigridConv, level_sizes, stencil_scale
 from sciops.operators.mgno import MgNO
 from sciops.training import TrainConfig, train
 
-from conftest import RESOLUTION, SMALL_TRAINING
+from small_settings import RESOLUTION, SMALL_TRAINING
 
 F64 = torch.float64
 SMALL = dict(width=6, layers=2, levels=3)

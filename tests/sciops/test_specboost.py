@@ -12,7 +12,7 @@ import torch
 import sciops
 from sciops.training import TrainConfig, Trainer, train
 
-from conftest import SMALL_FNO, SMALL_TRAINING
+from small_settings import SMALL_FNO, SMALL_TRAINING
 
 
 def test_boost_lowers_error_and_loads_alone(tmp_path, darcy_file, trained_run):

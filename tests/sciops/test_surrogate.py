@@ -12,7 +12,7 @@ import sciops
 from sciops import checkpoint as ckpt
 from sciops import problems
 
-from conftest import RESOLUTION
+from small_settings import RESOLUTION
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sciops.training.config import SCHEDULERS
 from sciops.training.trainer import Trainer as TrainerClass
 from sciops.training.trainer import _make_scheduler
 
-from conftest import SMALL_FNO, SMALL_TRAINING
+from small_settings import SMALL_FNO, SMALL_TRAINING
 
 
 def test_short_training_beats_threshold(trained_run):
