@@ -307,29 +307,27 @@ class MimoBorn:
         raise ValueError(f"unknown kernel {kind!r}")
 
     # --- application ------------------------------------------------------------------------------
+    def _checked(self, v, shape: tuple, what: str, layout: str) -> tuple[torch.Tensor, bool]:
+        """``v`` of shape ``shape`` or (batch, *shape) as (batch, *shape) on the operator's device and
+        dtype, and whether it came batched; ValueError on another shape or non-finite entries."""
+        v = torch.as_tensor(v)
+        batched = v.ndim == 4
+        if v.shape[-3:] != shape or v.ndim not in (3, 4):
+            raise ValueError(f"{what} must have shape {layout}(batch, {', '.join(map(str, shape))}) or "
+                             f"{shape}, got {tuple(v.shape)}")
+        v = v.to(device=self.device, dtype=self.dtype)
+        bad = ~torch.isfinite(torch.view_as_real(v)).all(-1)
+        if bad.any():
+            raise ValueError(f"{what} contain{'s' if what == 'image' else ''} NaN or Inf ({int(bad.sum())} of "
+                             f"{bad.numel()} entries); expected finite complex values")
+        return v.reshape(-1, *shape), batched
+
     def _image_in(self, x) -> tuple[torch.Tensor, bool]:
-        x = torch.as_tensor(x)
-        batched = x.ndim == 4
-        if x.shape[-3:] != self.image_shape or x.ndim not in (3, 4):
-            raise ValueError(f"image must have shape (batch, {', '.join(map(str, self.image_shape))}) or "
-                             f"{self.image_shape}, got {tuple(x.shape)}")
-        x = x.to(device=self.device, dtype=self.dtype).reshape(-1, self.n_voxels)
-        if not torch.isfinite(torch.view_as_real(x)).all():
-            raise ValueError("image contains NaN or Inf")
-        return x, batched
+        x, batched = self._checked(x, self.image_shape, "image", "")
+        return x.reshape(-1, self.n_voxels), batched
 
     def _data_in(self, y) -> tuple[torch.Tensor, bool]:
-        y = torch.as_tensor(y)
-        batched = y.ndim == 4
-        if y.shape[-3:] != self.data_shape or y.ndim not in (3, 4):
-            raise ValueError(f"measurements must have shape (batch, F, T, R) = (batch, "
-                             f"{', '.join(map(str, self.data_shape))}) or {self.data_shape}, got {tuple(y.shape)}")
-        y = y.to(device=self.device, dtype=self.dtype)
-        bad = ~torch.isfinite(torch.view_as_real(y)).all(-1)
-        if bad.any():
-            raise ValueError(f"measurements contain NaN or Inf ({int(bad.sum())} of {bad.numel()} entries); "
-                             f"expected finite complex values")
-        return y.reshape(-1, *self.data_shape), batched
+        return self._checked(y, self.data_shape, "measurements", "(batch, F, T, R) = ")
 
     def forward(self, x) -> torch.Tensor:
         """y = A x: image (batch, nz, ny, nx) -> measurements (batch, F, T, R)."""
