@@ -121,11 +121,11 @@ class GIOROM(nn.Module):
             h, e = layer(h, e, src, dst)
         if self.grid_size:
             grid = self.grid.to(x.dtype)
-            p2g = bipartite_radius_graph(x, grid, self.latent_radius)
-            z = self.to_grid(h, x, grid, *p2g, self.latent_radius) + self.position.to(x.dtype)
+            near, cell = bipartite_radius_graph(x, grid, self.latent_radius)  # particle -> grid node
+            z = self.to_grid(h, x, grid, near, cell, self.latent_radius) + self.position.to(x.dtype)
             z = self.attention(z[None])[0]
-            g2p = bipartite_radius_graph(grid, x, self.latent_radius)
-            h = h + self.from_grid(z, grid, x, *g2p, self.latent_radius)
+            # the grid -> particle graph is the same set of pairs, reversed: no second neighbour search
+            h = h + self.from_grid(z, grid, x, cell, near, self.latent_radius)
         for layer in self.after:
             h, e = layer(h, e, src, dst)
         return self.decoder(h)
