@@ -146,7 +146,8 @@ class Radar(Problem):
     def simulate(self, scenes: np.ndarray, rngs) -> np.ndarray:
         """Noisy measurements (batch, F, T, R) complex64 of scenes (batch, nz, ny, nx)."""
         op = self.operator()
-        # one sample at a time: BLAS blocking depends on the batch, and sample i must not
+        # one sample at a time: BLAS blocking depends on the batch, and sample i must not depend on
+        # the batch it was generated in
         y = np.stack([op.forward(s).numpy() for s in scenes]) if len(scenes) else np.zeros((0, *op.data_shape), np.complex64)
         snr = self.params["snr_db"]
         if snr is None:
@@ -161,8 +162,7 @@ class Radar(Problem):
         """A^H y / max |A^H y| per sample, complex64 (batch, nz, ny, nx)."""
         op = self.operator()
         z = np.stack([op.adjoint(s).numpy() for s in y]) if len(y) else np.zeros((0, *op.image_shape), np.complex64)
-        peak = np.abs(z).reshape(len(z), -1).max(1)
-        return z / np.where(peak > 0, peak, 1)[:, None, None, None]
+        return _peak_normalised(z)
 
     def generate(self, n, seed, start=0):
         if n < 0 or start < 0:
@@ -215,10 +215,14 @@ class Radar(Problem):
         return _normalised_magnitude(x.numpy())
 
 
+def _peak_normalised(z: np.ndarray) -> np.ndarray:
+    """(batch, nz, ny, nx) divided by each sample's largest magnitude (all-zero samples unchanged)."""
+    peak = np.abs(z).reshape(len(z), -1).max(1)
+    return z / np.where(peak > 0, peak, 1)[:, None, None, None]
+
+
 def _normalised_magnitude(x: np.ndarray) -> np.ndarray:
     m = np.abs(x)
     batched = m.ndim == 4
-    m = m.reshape(-1, *m.shape[-3:])
-    peak = m.reshape(len(m), -1).max(1)
-    m = m / np.where(peak > 0, peak, 1)[:, None, None, None]
+    m = _peak_normalised(m.reshape(-1, *m.shape[-3:]))
     return (m if batched else m[0]).astype(np.float32)
