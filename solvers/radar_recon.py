@@ -173,13 +173,13 @@ def prox_sparsity(mag: torch.Tensor, weight: float) -> torch.Tensor:
     return torch.clamp(mag - weight, min=0)
 
 
-def _denoiser(prox: str | Callable, strength: float) -> Callable:
+def _denoiser(prox: str | Callable) -> Callable:
     if callable(prox):
         return prox
     if prox == "tv":
-        return lambda m, s: prox_tv(m, s)
+        return prox_tv
     if prox == "sparsity":
-        return lambda m, s: prox_sparsity(m, s)
+        return prox_sparsity
     raise ValueError(f"prox must be 'tv', 'sparsity' or a callable D(magnitude, sigma), got {prox!r}")
 
 
@@ -189,7 +189,7 @@ def pnp_admm(op: MimoBorn, y, *, prox: str | Callable = "tv", strength: float = 
     iters, cg_iters = _check_iters(iters), _check_iters(cg_iters, "cg_iters")
     if not (strength >= 0) or not (rho > 0):
         raise ValueError(f"pnp_admm needs strength >= 0 and rho > 0, got strength={strength!r}, rho={rho!r}")
-    denoise = _denoiser(prox, strength)
+    denoise = _denoiser(prox)
     yb, batched = op._data_in(y)
     rho_abs = rho * (operator_norm_sq(op) if norm_sq is None else norm_sq)
     aty = op.adjoint(yb)
