@@ -59,8 +59,7 @@ class ParticleSurrogate:
         path.mkdir(parents=True, exist_ok=True)
         rec = self.reconstruction
         config = {"operator": "giorom", "stepper": self.stepper.config, "n_sparse": self.n_sparse, "seed": self.seed,
-                  "reconstruction": None if rec is None else {"dim": rec.dim, "hidden": rec.hidden,
-                                                              "neighbours": rec.neighbours}}
+                  "reconstruction": None if rec is None else rec.config}
         weights = {"stepper": self.stepper.state_dict(), "reconstruction": None if rec is None else rec.state_dict()}
         ckpt.save_tensors(path / ckpt.WEIGHTS, weights)
         ckpt.save_json(path / ckpt.CONFIG, config)

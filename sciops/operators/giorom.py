@@ -152,6 +152,7 @@ class KernelReconstruction(nn.Module):
 
     def __init__(self, dim: int = 2, *, hidden: int = 32, neighbours: int = 8) -> None:
         super().__init__()
+        self.config = dict(dim=dim, hidden=int(hidden), neighbours=int(neighbours))
         self.dim, self.hidden, self.neighbours = dim, int(hidden), int(neighbours)
         self.kernel = mlp(dim, hidden, 1, norm=False)
 
