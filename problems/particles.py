@@ -147,7 +147,8 @@ class Particles(Problem):
                 "particle_type": kind_index.astype(np.float32), "volume": part["volume"].astype(np.float32)}
 
     # --- solving --------------------------------------------------------------------------------------
-    def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
+    def _check_inputs(self, inputs) -> tuple[dict[str, np.ndarray], bool]:
+        """The inputs as (batch, P, ...) arrays, and whether they were one sample without the batch axis."""
         if not isinstance(inputs, dict):
             raise ValueError(f"{self.name}.solve expects a dict with {', '.join(self.input_fields)}")
         missing = [k for k in self.input_fields if k not in inputs]
@@ -168,11 +169,10 @@ class Particles(Problem):
         if not np.isin(types, allowed).all():
             raise ValueError(f"{self.name}.solve: particle_type holds values outside {allowed} (materials "
                              f"{', '.join(self.kinds)} of this problem)")
-        return out
+        return out, single
 
     def _solve(self, inputs, first_index: int = 0):
-        single = np.asarray(inputs["position0"]).ndim == 2 if isinstance(inputs, dict) else False
-        batch = self._check_inputs(inputs)
+        batch, single = self._check_inputs(inputs)
         p = self.params
         solver = mpm.MPMSolver(self.bounds, self.dx, self.dt, self.materials, boundary=p["boundary"],
                                dtype=DTYPES[p["dtype"]])
