@@ -106,8 +106,7 @@ def random_scene(rng: np.random.Generator, axes: dict, *, min_shapes: int = 1, m
         if kind == "sphere":
             half[:] = half[0]
         mask = primitive_mask(kind, rng, pts, axes, centre, half)
-        if not mask.any():
-            mask = np.zeros_like(mask)
+        if not mask.any():  # covers no voxel centre: set the one nearest its centre
             mask[np.unravel_index(np.argmin(np.linalg.norm(pts - centre, axis=-1)), mask.shape)] = True
         amplitude = 1.0 if i == 0 else rng.uniform(0.3, 1.0)
         scene[mask] = amplitude * np.exp(1j * rng.uniform(0, 2 * np.pi))
