@@ -42,11 +42,14 @@ def ssim(pred, ref, data_range: float = 1.0, ndim: int | None = 3):
     a, b, batched = _batched(pred, ref, ndim)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     pad = int(TRUNCATE * SIGMA + 0.5)  # = (win_size - 1) / 2
+
+    def f(v):
+        return gaussian_filter(v, SIGMA, truncate=TRUNCATE)
+
     out = []
     for x, y in zip(a, b):
         if min(x.shape) <= 2 * pad:
             raise ValueError(f"ssim needs every image side > {2 * pad} voxels, got {x.shape}")
-        f = lambda v: gaussian_filter(v, SIGMA, truncate=TRUNCATE)  # noqa: E731
         mx, my = f(x), f(y)
         vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
         s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
