@@ -238,7 +238,7 @@ def test_every_scene_family_runs_in_2d_and_3d(family):
 
 
 # ---------------------------------------------------------------------------------------- bad input
-def _one_line_error(fn, *words, exc=ValueError):
+def assert_one_line_error(fn, *words, exc=ValueError):
     with pytest.raises(exc) as err:
         fn()
     message = str(err.value)
@@ -253,18 +253,18 @@ def test_particles_outside_the_bounds():
     solver = scene.solver()
     p = scene.particles()
     p["x"][3] = [1.2, 0.5]
-    _one_line_error(lambda: solver.state(p["x"], p["v"], p["material"], p["volume"]), "outside the bounds",
+    assert_one_line_error(lambda: solver.state(p["x"], p["v"], p["material"], p["volume"]), "outside the bounds",
                     "particle 3")
 
 
 def test_dt_beyond_the_stability_limit():
     scene = _block_scene(2)
     limit = mpm.stable_time_step(scene.materials, scene.dx)
-    _one_line_error(lambda: scene.solver(dt=3 * limit), "stability limit", "wave speed", f"{limit:.4g}")
+    assert_one_line_error(lambda: scene.solver(dt=3 * limit), "stability limit", "wave speed", f"{limit:.4g}")
     scene.solver(dt=limit)  # the limit itself is accepted
     fast = scene.particles()
     solver = scene.solver(dt=limit)
-    _one_line_error(lambda: solver.state(fast["x"], np.full_like(fast["x"], 1e3), fast["material"], fast["volume"]),
+    assert_one_line_error(lambda: solver.state(fast["x"], np.full_like(fast["x"], 1e3), fast["material"], fast["volume"]),
                     "stability limit", "initial velocities")
 
 
@@ -289,11 +289,11 @@ def test_unstable_runs_stop_with_the_step():
 def test_unreadable_and_missing_meshes(tmp_path):
     bad = tmp_path / "body.stl"
     bad.write_text("this is not an STL file\n")
-    _one_line_error(lambda: mpm.MeshShape(bad, 3), "cannot read mesh", "meshio")
+    assert_one_line_error(lambda: mpm.MeshShape(bad, 3), "cannot read mesh", "meshio")
     weird = tmp_path / "body.unknownext"
     weird.write_text("1 2 3\n")
-    _one_line_error(lambda: mpm.MeshShape(weird, 3), "cannot read mesh")
-    _one_line_error(lambda: mpm.MeshShape(tmp_path / "none.vtu", 3), "does not exist", exc=FileNotFoundError)
+    assert_one_line_error(lambda: mpm.MeshShape(weird, 3), "cannot read mesh")
+    assert_one_line_error(lambda: mpm.MeshShape(tmp_path / "none.vtu", 3), "does not exist", exc=FileNotFoundError)
 
 
 def test_empty_bodies():
@@ -301,22 +301,22 @@ def test_empty_bodies():
     circle = np.stack([np.cos(t), np.sin(t)], 1)
     loop = np.stack([np.arange(64), (np.arange(64) + 1) % 64], 1)
     ring = meshio.Mesh(np.concatenate([circle, 0.9 * circle]), [("line", np.concatenate([loop, loop[:, ::-1] + 64]))])
-    _one_line_error(lambda: mpm.sample(mpm.MeshShape(ring, 2), spacing=0.5), "holds no particle")
+    assert_one_line_error(lambda: mpm.sample(mpm.MeshShape(ring, 2), spacing=0.5), "holds no particle")
     tiny = mpm.Box([0.5, 0.5], [0.501, 0.501])
-    _one_line_error(lambda: mpm.sample(tiny, n=0), "empty body")
-    _one_line_error(lambda: mpm.Box([0.5, 0.5], [0.5, 0.7]), "empty")
+    assert_one_line_error(lambda: mpm.sample(tiny, n=0), "empty body")
+    assert_one_line_error(lambda: mpm.Box([0.5, 0.5], [0.5, 0.7]), "empty")
     scene = _block_scene(2)
     solver = scene.solver()
-    _one_line_error(lambda: solver.state(np.zeros((0, 2)), volumes=np.zeros(0)), "no particles")
-    _one_line_error(lambda: mpm.Scene(scene.bounds, scene.dx, scene.materials, []).particles(), "no bodies")
+    assert_one_line_error(lambda: solver.state(np.zeros((0, 2)), volumes=np.zeros(0)), "no particles")
+    assert_one_line_error(lambda: mpm.Scene(scene.bounds, scene.dx, scene.materials, []).particles(), "no bodies")
     empty_mesh = meshio.Mesh(np.zeros((0, 3)), [])
-    _one_line_error(lambda: mpm.MeshShape(empty_mesh, 3), "non-empty body")
+    assert_one_line_error(lambda: mpm.MeshShape(empty_mesh, 3), "non-empty body")
 
 
 def test_bad_settings():
     m = [mpm.material("elastic")]
-    _one_line_error(lambda: mpm.MPMSolver([[0, 1], [0, 1]], 0.3, 1e-4, m), "whole")
-    _one_line_error(lambda: mpm.MPMSolver([[0, 1]], 0.1, 1e-4, m), "bounds")
-    _one_line_error(lambda: mpm.MPMSolver([[0, 1], [0, 1]], 0.1, 1e-4, m, boundary="wall"), "slip, sticky, none")
-    _one_line_error(lambda: mpm.material("honey"), "elastic, fluid, sand, plasticine")
-    _one_line_error(lambda: mpm.material("elastic", poisson_ratio=0.5), "poisson_ratio")
+    assert_one_line_error(lambda: mpm.MPMSolver([[0, 1], [0, 1]], 0.3, 1e-4, m), "whole")
+    assert_one_line_error(lambda: mpm.MPMSolver([[0, 1]], 0.1, 1e-4, m), "bounds")
+    assert_one_line_error(lambda: mpm.MPMSolver([[0, 1], [0, 1]], 0.1, 1e-4, m, boundary="wall"), "slip, sticky, none")
+    assert_one_line_error(lambda: mpm.material("honey"), "elastic, fluid, sand, plasticine")
+    assert_one_line_error(lambda: mpm.material("elastic", poisson_ratio=0.5), "poisson_ratio")
