@@ -61,8 +61,8 @@ import torch
 from sciops.problems.base import Field, Param, Problem
 from sciops.solvers import sw_initial as ic
 from sciops.solvers.exponential_stepping import IMAGINARY_STABILITY
-from sciops.solvers.shallow_water import (GRIDS, MEAN_DEPTH, SAFETY, BlowUpError, ShallowWaterSphere, check_grid,
-                                          quadrature, simulate)
+from sciops.solvers.shallow_water import MEAN_DEPTH, SAFETY, BlowUpError, ShallowWaterSphere, simulate
+from sciops.solvers.sphere_grid import GRIDS, check_grid, quadrature
 
 INITIAL_CONDITIONS = ("random", "galewsky")
 DEFAULT_AMPLITUDE = {"random": 0.1, "galewsky": 120.0}

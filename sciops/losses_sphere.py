@@ -9,7 +9,7 @@ latitudes north to south, longitudes 2 pi j / nlon, as stored by the ``shallow-w
 * H^s, any real s: ``||f||_{H^s}^2 = sum_{l, m} (1 + l (l + 1))^s |f_lm|^2`` with f_lm the
   orthonormal coefficients of torch-harmonics' ``RealSHT`` (norm "ortho"), which stores only the
   orders m >= 0 of a real field: the orders +-m > 0 have equal moduli, so each m > 0 counts twice.
-  The transform keeps the grid's alias-free degrees l < lmax (``solvers.shallow_water.default_lmax``:
+  The transform keeps the grid's alias-free degrees l < lmax (``solvers.sphere_grid.default_lmax``:
   nlat on Legendre-Gauss, (nlat + 1) // 2 on equiangular), so at s = 0 the norm equals the
   quadrature L2 norm for fields of those degrees (Parseval), and is the L2 norm of their projection
   otherwise. Since -Delta Y_lm = l (l + 1) Y_lm, s = 1 is ||f||^2 + ||grad f||^2.
@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from sciops.solvers.shallow_water import GRIDS, check_grid, default_lmax, quadrature
+from sciops.solvers.sphere_grid import GRIDS, check_grid, default_lmax, quadrature
 
 _CACHE: dict = {}
 

@@ -21,7 +21,7 @@ for inputs and outputs.
 Grids: the transforms are built for the input's (nlat, nlon) on the grid type ``grid`` (taken from
 the data by the trainer; ``forward(..., grid=...)`` serves another type) and cached per shape,
 grid, device and dtype, so the same weights run at any resolution: degrees above the grid's
-alias-free lmax (``solvers.shallow_water.default_lmax``) or above ``modes`` are dropped.
+alias-free lmax (``solvers.sphere_grid.default_lmax``) or above ``modes`` are dropped.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from sciops.layers.pointwise import Pointwise
 from sciops.operators.fno_trajectory import Autoregressive
-from sciops.solvers.shallow_water import GRIDS, check_grid, quadrature
+from sciops.solvers.sphere_grid import GRIDS, check_grid, quadrature
 
 
 class SphericalConv(nn.Module):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sciops.losses import LpLoss, SobolevLoss, loss_options, make_loss
-from sciops.solvers.shallow_water import quadrature
+from sciops.solvers.sphere_grid import quadrature
 
 GRIDS = {"legendre-gauss": (12, 24), "equiangular": (25, 48)}
 

@@ -13,7 +13,7 @@ from sciops import operators, problems
 from sciops.datasets import generate
 from sciops.evaluation import evaluate
 from sciops.losses import make_loss
-from sciops.solvers.shallow_water import quadrature
+from sciops.solvers.sphere_grid import quadrature
 from sciops.training import TrainConfig, train
 
 SMALL = {"modes": 8, "width": 12, "layers": 2, "projection": 16}

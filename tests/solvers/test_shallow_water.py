@@ -8,8 +8,8 @@ import torch
 
 from sciops.solvers import sw_diagnostics as dg
 from sciops.solvers import sw_initial as ic
-from sciops.solvers.shallow_water import (GRIDS, BlowUpError, ShallowWaterSphere, simulate, stable_time_step,
-                                          time_step_limit)
+from sciops.solvers.shallow_water import BlowUpError, ShallowWaterSphere, simulate, stable_time_step, time_step_limit
+from sciops.solvers.sphere_grid import GRIDS
 
 
 def rel(a, b):
