@@ -31,8 +31,7 @@ import torch
 
 from sciops.image_metrics import psnr, ssim
 from sciops.problems import get
-
-METHODS = ("adjoint", "backprojection", "kirchhoff", "cgls", "pnp-tv", "pnp-sparsity")
+from sciops.problems.radar import METHODS
 
 
 def main() -> None:
@@ -59,7 +58,6 @@ def main() -> None:
                   tikhonov=args.tikhonov)
     norm_sq = problem.norm_sq()  # once, shared by all scenes (part of the operator's setup)
     options = {
-        "cgls": {},
         "pnp-tv": dict(iters=args.admm_iters, rho=args.rho_tv, strength=args.tv),
         "pnp-sparsity": dict(iters=args.admm_iters, rho=args.rho_l1, strength=args.l1),
     }
