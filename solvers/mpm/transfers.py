@@ -63,11 +63,13 @@ class Grid:
             strides[a] = strides[a + 1] * self.shape[a + 1]
         self.strides = torch.tensor(strides, dtype=torch.long, device=device)
         self.offsets = stencil_offsets(self.dim, device)
+        self.float_offsets = self.offsets.to(bounds.dtype)  # for the affine products of p2g and g2p
         index = torch.stack(torch.meshgrid(*[torch.arange(s, device=device) for s in self.shape], indexing="ij"), -1)
         index = index.reshape(-1, self.dim)
         # nodes on or beyond the walls: index <= GHOST (x <= lo) and index >= GHOST + cells (x >= hi)
         self.lower_wall = index <= GHOST                                                  # (N, d)
         self.upper_wall = index >= torch.tensor(cells, device=device) + GHOST             # (N, d)
+        self.on_wall = (self.lower_wall | self.upper_wall).any(-1, keepdim=True)          # (N, 1)
 
     def stencil(self, x: torch.Tensor) -> Stencil:
         """B-spline stencil of particles at x (P, d)."""
@@ -88,7 +90,7 @@ class Grid:
         """Grid mass (N,) and momentum (N, d) from particle mass (P,), momentum m v (P, d) and the
         affine matrix m C - dt V 4/dx^2 tau (P, d, d)."""
         P, d = momentum.shape
-        offsets = self.offsets.to(affine.dtype)
+        offsets = self.float_offsets.to(affine.dtype)
         base = momentum - self.dx * (affine @ st.fx[:, :, None])[:, :, 0]                     # (P, d)
         spread = (self.dx * (affine.reshape(P * d, d) @ offsets.T)).view(P, d, -1).mT           # (P, S, d)
         contrib = st.weights[..., None] * (base[:, None, :] + spread)
@@ -104,7 +106,7 @@ class Grid:
         P, d = st.fx.shape
         vg = grid_v[st.nodes] * st.weights[..., None]         # (P, S, d)
         v = vg.sum(1)
-        moment = (vg.mT.reshape(P * d, -1) @ self.offsets.to(vg.dtype)).view(P, d, d)  # sum_i w v_i offset^T
+        moment = (vg.mT.reshape(P * d, -1) @ self.float_offsets.to(vg.dtype)).view(P, d, d)  # sum_i w v_i offset^T
         C = (4.0 / self.dx) * (moment - v[:, :, None] * st.fx[:, None, :])             # sum_i w v_i (x_i - x_p)^T
         return v, C
 
@@ -115,6 +117,6 @@ class Grid:
         if boundary == "none":
             return v
         if boundary == "sticky":
-            return torch.where((self.lower_wall | self.upper_wall).any(-1, keepdim=True), torch.zeros_like(v), v)
+            return v.masked_fill(self.on_wall, 0.0)
         v = torch.where(self.lower_wall, v.clamp_min(0.0), v)
         return torch.where(self.upper_wall, v.clamp_max(0.0), v)
