@@ -123,8 +123,8 @@ class Radar(Problem):
 
     def _cache_fits(self, dtype) -> bool:
         """Cache the operator's factors (faster iterations) when they take at most half the budget."""
-        itemsize = 8 if dtype == torch.complex64 else 16
-        cache = itemsize * len(self.freqs) * (len(self.tx) + len(self.rx)) * int(np.prod([len(a) for a in self.axes.values()]))
+        cache = R.factor_cache_bytes(len(self.freqs), len(self.tx), len(self.rx),
+                                     int(np.prod([len(a) for a in self.axes.values()])), dtype)
         return cache <= self.params["memory_mib"] * 2**19
 
     def norm_sq(self) -> float:

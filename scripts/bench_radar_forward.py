@@ -48,7 +48,7 @@ def _peak_bytes() -> int:
 def child(method: str, grid, n_freqs: int, batch: int, budget_mib: int, repeats: int, threads: int, out: str) -> None:
     import torch
 
-    from sciops.solvers.radar import C0, MimoBorn, cross_array, frequencies, reference_grid
+    from sciops.solvers.radar import C0, MimoBorn, cross_array, factor_cache_bytes, frequencies, reference_grid
 
     torch.set_num_threads(threads)
     tx, rx = cross_array()
@@ -63,7 +63,7 @@ def child(method: str, grid, n_freqs: int, batch: int, budget_mib: int, repeats:
     t0 = time.perf_counter()
     if method.startswith("sciops"):
         cached = method == "sciops-cached"
-        budget = budget_mib * 2**20 + (16 * n_freqs * (len(tx) + len(rx)) * int(np.prod(grid)) if cached else 0)
+        budget = budget_mib * 2**20 + (factor_cache_bytes(n_freqs, len(tx), len(rx), int(np.prod(grid))) if cached else 0)
         op = MimoBorn(tx, rx, freqs, axes, memory_budget=budget, cache_factors=cached)
         fwd, adj = op.forward, op.adjoint
     else:

@@ -171,6 +171,12 @@ def _axis(name: str, values) -> np.ndarray:
     return a
 
 
+def factor_cache_bytes(n_freqs: int, n_tx: int, n_rx: int, n_voxels: int,
+                       dtype: torch.dtype = torch.complex128) -> int:
+    """Bytes of the forward factors that ``MimoBorn(..., cache_factors=True)`` keeps."""
+    return dtype.itemsize * n_freqs * (n_tx + n_rx) * n_voxels
+
+
 # --- operator --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Chunks:
@@ -251,8 +257,7 @@ class MimoBorn:
 
     def cache_bytes(self) -> int:
         """Bytes of the cached transmit and receive factors (``cache_factors=True``)."""
-        f, t, r = self.data_shape
-        return self.itemsize * f * (t + r) * self.n_voxels
+        return factor_cache_bytes(*self.data_shape, self.n_voxels, self.dtype)
 
     def check_memory(self, batch: int) -> Chunks:
         """Block sizes for a batch of ``batch``; ValueError if it cannot fit ``memory_budget``."""
