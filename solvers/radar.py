@@ -217,6 +217,7 @@ class MimoBorn:
         self._forced = (freq_chunk, voxel_chunk)
         self.cache_factors = bool(cache_factors)
         self._cache: dict = {}
+        self._cache_chunks: Chunks | None = None  # the blocking the cached factors belong to
         self.check_memory(1)
         self._tx = torch.as_tensor(self.tx, dtype=self.real_dtype, device=self.device)
         self._rx = torch.as_tensor(self.rx, dtype=self.real_dtype, device=self.device)
@@ -238,7 +239,7 @@ class MimoBorn:
 
     @property
     def itemsize(self) -> int:
-        return 8 if self.dtype == torch.complex64 else 16
+        return self.dtype.itemsize
 
     def dense_bytes(self) -> int:
         """Bytes the dense matrix would take (for comparison; never allocated here)."""
@@ -367,7 +368,7 @@ class MimoBorn:
 
     def _blocks(self, batch: int):
         ch = self.check_memory(batch)
-        if self.cache_factors and ch != getattr(self, "_cache_chunks", None):
+        if self.cache_factors and ch != self._cache_chunks:
             self._cache.clear()  # blocks changed (another batch size): the cache holds one blocking
             self._cache_chunks = ch
         n_f, v = len(self.freqs), self.n_voxels
