@@ -22,9 +22,7 @@ from sciops.solvers import mpm
 
 
 def box_scene(dim, lo, hi, dx, kind=None, boundary="none", gravity=True):
-    g = np.zeros(dim)
-    if gravity:
-        g[-1] = -9.81
+    g = None if gravity else np.zeros(dim)  # None: the solver's default, -9.81 m/s^2 along the last axis
     m = kind or mpm.material("elastic")
     return mpm.Scene(np.array([[0.0, 1.0]] * dim), dx, [m], [mpm.Body(mpm.Box(lo, hi))], boundary=boundary, gravity=g)
 
@@ -37,8 +35,7 @@ def free_fall(dim):
     n = 60
     for _ in range(n):
         solver.step(state)
-    g = np.zeros(dim)
-    g[-1] = -9.81
+    g = solver.gravity.numpy()
     return np.abs(state.x.numpy() - (x0 + 0.5 * n * (n + 1) * solver.dt ** 2 * g)).max()
 
 
