@@ -3,8 +3,9 @@
 ``sciops.load(run_dir)`` returns a :class:`Surrogate`. ``surrogate.solve(inputs)`` (or
 ``surrogate(inputs)``) takes and returns what the problem's ``solve`` does: a bare array of shape
 (batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
-arrays otherwise ((batch, K, *space) for an input that is a segment of K records). numpy in gives numpy out (float32, computed without gradients); torch in gives
-torch out on the input's device, differentiable if grad mode is on. Normalisation is inside.
+arrays otherwise; (batch, K, *space) for an input that is a segment of K records. numpy in gives
+numpy out (float32, computed without gradients); torch in gives torch out on the input's device,
+differentiable if grad mode is on. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
 """
 from __future__ import annotations

@@ -136,8 +136,8 @@ class SFNO(Autoregressive):
                                 grid_embedding=grid_embedding, band_limit=band_limit)
         self._call_grid: str | None = None
 
-    @staticmethod
-    def fill_from_problem(hparams: dict, problem) -> dict:
+    @classmethod
+    def prepare_hyperparameters(cls, hparams: dict, problem) -> dict:
         """The trainer's hook: the grid type of the data when not given; a different one is refused."""
         data_grid = problem.params.get("grid")
         if hparams.get("grid") is not None and hparams["grid"] != data_grid:

@@ -56,7 +56,7 @@ class SpecBoost(nn.Module):
         self._base = base
 
     @classmethod
-    def prepare_hyperparameters(cls, hparams: dict) -> dict:
+    def prepare_hyperparameters(cls, hparams: dict, problem=None) -> dict:
         from sciops import checkpoint as ckpt
 
         if not hparams.get("base"):

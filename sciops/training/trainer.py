@@ -5,12 +5,11 @@ training loss from :mod:`sciops.losses` on raw targets through the normalised mo
 on the last ``val_fraction`` of the file after every epoch, best weights kept by the ``select``
 metric.
 
-Operator hooks (all optional): ``prepare_hyperparameters(hparams)`` (classmethod, may complete the
-hyperparameters before they are stored), ``initialize(x, y)`` (called once on up to 256 training
-pairs before the first epoch), ``raw_io`` (the operator normalises itself: identity statistics),
-``shared_normalization`` (one set of statistics, the outputs', for inputs and outputs),
-``fill_from_problem(hparams, problem)`` (staticmethod, completes the hyperparameters from the
-data's problem before they are stored, e.g. sfno's grid type).
+Operator hooks (all optional): ``prepare_hyperparameters(hparams, problem)`` (classmethod, may
+complete the hyperparameters from the data's problem before they are stored), ``initialize(x, y)``
+(called once on up to 256 training pairs before the first epoch), ``raw_io`` (the operator
+normalises itself: identity statistics), ``shared_normalization`` (one set of statistics, the
+outputs', for inputs and outputs).
 
 Operator-defined losses: an operator class with a method ``training_loss(x, y, *, problem)``
 (for example DGNO's label-free weak-form physics) is trained on that scalar instead. It receives
@@ -101,14 +100,11 @@ class Trainer:
         if unknown:
             raise ValueError(f"operator {operator}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(defaults)}")
         self.hparams = {**defaults, **(hparams or {})}
-        prepare = getattr(operator_class(operator), "prepare_hyperparameters", None)
-        if prepare is not None:  # e.g. SpecBoost embeds the configuration of the run it boosts
-            self.hparams = prepare(self.hparams)
         self.dataset = ddp.open_rank_dataset(self.data_path, self.ranks)
         problem = self.dataset.problem
-        fill = getattr(operator_class(operator), "fill_from_problem", None)
-        if fill is not None:
-            self.hparams = fill(self.hparams, problem)
+        prepare = getattr(operator_class(operator), "prepare_hyperparameters", None)
+        if prepare is not None:  # e.g. SpecBoost embeds its base run's configuration, sfno the data's grid
+            self.hparams = prepare(self.hparams, problem)
         n = self.dataset.n_samples
         n_train, self.n_val = self.cfg.split(n, self.data_path)
         ddp.check_world_size(self.cfg.batch_size, self.ranks.world_size, n_train)
