@@ -7,9 +7,9 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
 * ``fno-rollout`` (:class:`FNORollout`): one FNO-2D step w(t) -> w(t + dt), applied
   autoregressively, as a residual update w + FNO(w) by default. From an input segment of K
   records (batch, C, K, y, x) the step sees the last K states as K C channels, w(t + dt) =
-  w(t) + FNO(w(t - (K - 1) dt), ..., w(t)), and the window slides along the rollout. Training goes through the whole
-  rollout (the loss is on all T predicted records, gradients flow through every step), which is the
-  multi-step rollout loss; ``forward(x, steps=...)`` rolls out further than the training horizon.
+  w(t) + FNO(w(t - (K - 1) dt), ..., w(t)), and the window slides along the rollout. Training goes
+  through the whole rollout (the loss is on all T predicted records, gradients flow through every
+  step), which is the multi-step rollout loss; ``forward(x, steps=...)`` rolls out further than the training horizon.
   Its input and output are the same physical field, so it asks the trainer for one normalisation
   for both (``shared_normalization``). On ``sphere`` data (shallow-water) it treats the (lat, lon)
   grid as a periodic box: the flat-geometry baseline of ``sfno``.
