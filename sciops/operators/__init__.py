@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "specboost": "sciops.operators.specboost:SpecBoost",
     "st-fno": "sciops.operators.fno_trajectory:SpatiotemporalFNO",
     "t1": "sciops.operators.t1:T1",
+    "unet": "sciops.operators.unet:UNet",
 }
 
 # Hyperparameters the caller supplies from the data; users set the others. ``time_steps`` is the
