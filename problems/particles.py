@@ -21,7 +21,8 @@ Fields (SI units; P = n_particles, T = frames, channel = the dim coordinates):
 * diagnostics ``velocity_mean``, ``velocity_std``, ``acceleration_mean``, ``acceleration_std``
   (channel,): per-trajectory statistics in the GNS convention, velocities and accelerations as
   finite differences of the frames, v_k = x_k - x_{k-1} and a_k = v_k - v_{k-1} in m per frame
-  (per frame^2), not divided by the frame interval, over all frames and particles.
+  (per frame^2), not divided by the frame interval, over all frames and particles
+  (``sciops.solvers.mpm.gns_statistics``).
 
 The per-dataset GNS metadata (bounds, frame interval dt, default connectivity radius, dim,
 sequence length) is the problem's ``solver_info``, stored in every dataset's root ``solver``
@@ -207,18 +208,7 @@ class Particles(Problem):
         t0 = time.perf_counter()
         positions = self._solve(inputs, first_index=start)
         seconds = time.perf_counter() - t0
-        return inputs, {"position": positions, **trajectory_statistics(positions)}, seconds
+        return inputs, {"position": positions, **mpm.gns_statistics(positions)}, seconds
 
 
-def trajectory_statistics(positions: np.ndarray) -> dict[str, np.ndarray]:
-    """GNS velocity / acceleration mean and std (batch, dim) of positions (batch, T, P, dim): finite
-    differences per frame over all frames and particles, computed in float64."""
-    x = np.asarray(positions, dtype=np.float64)
-    v = np.diff(x, axis=1)
-    a = np.diff(v, axis=1)
-    axes = (1, 2)
-    return {"velocity_mean": v.mean(axes), "velocity_std": v.std(axes),
-            "acceleration_mean": a.mean(axes), "acceleration_std": a.std(axes)}
-
-
-__all__ = ["Particles", "trajectory_statistics"]
+__all__ = ["Particles"]

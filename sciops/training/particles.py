@@ -21,15 +21,14 @@ import numpy as np
 import torch
 
 from sciops.operators.giorom import subsample
+from sciops.solvers.mpm import gns_statistics
 
 
-def pooled_statistics(positions: np.ndarray) -> dict[str, np.ndarray]:
-    """GNS velocity / acceleration mean and std (d,) over all trajectories, frames and particles."""
-    x = np.asarray(positions, dtype=np.float64)
-    v = np.diff(x, axis=1)
-    a = np.diff(v, axis=1)
-    axes = tuple(range(x.ndim - 1))
-    return {"vel_mean": v.mean(axes), "vel_std": v.std(axes), "acc_mean": a.mean(axes), "acc_std": a.std(axes)}
+def set_pooled_statistics(model, positions: np.ndarray) -> None:
+    """Give ``model`` the GNS statistics of positions (N, T, P, d) pooled over all trajectories."""
+    stats = gns_statistics(positions, pooled=True)
+    model.set_statistics(*(stats[k] for k in ("velocity_mean", "velocity_std", "acceleration_mean",
+                                               "acceleration_std")))
 
 
 def random_walk_noise(window: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
@@ -52,8 +51,7 @@ def train_stepper(model, positions: np.ndarray, types: np.ndarray, *, steps: int
     if t.shape != x.shape[:1] + x.shape[2:3]:
         raise ValueError(f"types must be (N, P) = {x.shape[:1] + x.shape[2:3]}, got {t.shape}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    stats = pooled_statistics(x)
-    model.set_statistics(**stats)
+    set_pooled_statistics(model, x)
     model.to(device).train()
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)

@@ -3,7 +3,8 @@
 Modules: ``transfers`` (grid, B-spline stencils, P2G / G2P), ``materials`` (fixed corotated elastic,
 weakly compressible fluid, Drucker-Prager sand, von Mises plasticine), ``solver`` (the time stepper
 and its stability checks), ``bodies`` (shapes, meshio meshes and point clouds, particle sampling),
-``scenes`` (bodies in a box and the scene families of the ``particles`` problem).
+``scenes`` (bodies in a box and the scene families of the ``particles`` problem), ``statistics``
+(GNS velocity / acceleration statistics of trajectories).
 
 Quick use::
 
@@ -32,10 +33,11 @@ from sciops.solvers.mpm.solver import (
     MPMState,
     stable_time_step,
 )
+from sciops.solvers.mpm.statistics import gns_statistics
 
 __all__ = [
     "BOUNDARIES", "Body", "Box", "FAMILIES", "KINDS", "MAX_COURANT", "MAX_WAVE_COURANT", "MPMSolver",
     "MPMStabilityError", "MPMState", "Material", "MeshShape", "Scene", "Sphere", "colliding_spheres",
-    "column_collapse", "dam_break", "falling_blocks", "material", "mesh_body", "sample", "stable_time_step",
-    "winding_number",
+    "column_collapse", "dam_break", "falling_blocks", "gns_statistics", "material", "mesh_body", "sample",
+    "stable_time_step", "winding_number",
 ]

@@ -14,7 +14,6 @@ from sciops import problems
 from sciops.cli import main
 from sciops.datasets import open_dataset, open_xarray
 from sciops.datasets.particles import export_dataset_trajectory, export_paraview, gns_metadata
-from sciops.problems.particles import trajectory_statistics
 from sciops.solvers import mpm
 
 SMALL = dict(n_particles=120, frames=4, stride=3, grid=16)
@@ -166,10 +165,15 @@ def test_bad_inputs_to_solve():
 
 def test_statistics_of_uniform_motion():
     t = np.arange(5)[None, :, None, None] * np.array([0.1, -0.2])
-    stats = trajectory_statistics(np.broadcast_to(t, (1, 5, 3, 2)))
+    stats = mpm.gns_statistics(np.broadcast_to(t, (1, 5, 3, 2)))
     np.testing.assert_allclose(stats["velocity_mean"], [[0.1, -0.2]])
     np.testing.assert_allclose(stats["velocity_std"], 0, atol=1e-15)
     np.testing.assert_allclose(stats["acceleration_mean"], 0, atol=1e-15)
+    pooled = mpm.gns_statistics(np.stack([t[0], 2 * t[0]]) + np.zeros((2, 5, 3, 2)), pooled=True)
+    np.testing.assert_allclose(pooled["velocity_mean"], [0.15, -0.3])  # two trajectories pooled
+    np.testing.assert_allclose(pooled["velocity_std"], [0.05, 0.1])
+    with pytest.raises(ValueError, match="T >= 3"):
+        mpm.gns_statistics(np.zeros((4, 2, 3, 2)))
 
 
 def test_scene_families_are_all_problems():

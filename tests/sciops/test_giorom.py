@@ -11,7 +11,7 @@ import torch
 
 from sciops import problems
 from sciops.operators.giorom import GIOROM, KernelReconstruction, subsample
-from sciops.training.particles import pooled_statistics, random_walk_noise, train_stepper
+from sciops.training.particles import random_walk_noise, set_pooled_statistics, train_stepper
 
 TINY = dict(hidden=16, latent_grid=6, attention_layers=1, heads=2, radius=0.08, interaction_layers=1)
 
@@ -72,7 +72,7 @@ def test_training_on_dam_break_halves_the_one_step_error():
     pos, types = outputs["position"], inputs["particle_type"].astype(int)
     torch.manual_seed(0)
     model = GIOROM(2, hidden=32, latent_grid=8, attention_layers=1, heads=2, radius=0.06, interaction_layers=1)
-    model.set_statistics(**pooled_statistics(pos))
+    set_pooled_statistics(model, pos)
 
     def one_step_errors():
         err, baseline = [], []
