@@ -26,7 +26,14 @@ Grid coordinates: z, y, x (m), f (Hz), tx and rx (antenna indices; positions in 
 ``solve(adjoint)`` is the classical reference reconstruction from the stored input: ``cg_iters``
 conjugate-gradient steps on (A^H A + lam I) x = A^H y / c with lam = ``tikhonov`` ||A||^2, returned
 as |x| / max |x| (float32, (batch, nz, ny, nx)). ``reconstruct(y, method)`` runs any classical
-method of ``sciops.solvers.radar_recon`` on measurements.
+method of ``sciops.solvers.radar_recon`` on measurements; ``reconstruct(y, "pnp-learned",
+denoiser=D)`` runs PnP-ADMM with a callable denoiser D(magnitude, sigma) (for example
+``sciops.training.denoiser.LearnedDenoiser``).
+
+Learned reconstruction (Deep2S): a surrogate trained on this problem (``sciops train unet``) takes
+what ``solve`` takes, the stored adjoint input, and returns |x| like ``solve``. From measurements y:
+``surrogate.solve(problem.first_stage(y))`` (first stage = the normalised adjoint as channels).
+``baselines(outputs)`` gives the classical images ``sciops evaluate`` compares a surrogate with.
 """
 from __future__ import annotations
 
@@ -42,6 +49,8 @@ from sciops.solvers import radar_recon as RR
 
 ARRAYS = ("cross", "planar")
 METHODS = ("adjoint", "backprojection", "kirchhoff", "cgls", "pnp-tv", "pnp-sparsity")
+LEARNED_METHODS = ("pnp-learned",)  # need a trained denoiser: reconstruct(y, "pnp-learned", denoiser=D)
+BASELINES = ("reference", "kirchhoff")  # what ``baselines`` (and so ``sciops evaluate``) compares with
 
 
 def complex_to_channels(z: np.ndarray) -> np.ndarray:
@@ -123,7 +132,7 @@ class Radar(Problem):
 
     def _cache_fits(self, dtype) -> bool:
         """Cache the operator's factors (faster iterations) when they take at most half the budget."""
-        cache = R.factor_cache_bytes(len(self.freqs), len(self.tx), len(self.rx),
+        cache = R.factor_cache_bytes(self.freqs, len(self.tx), len(self.rx),
                                      int(np.prod([len(a) for a in self.axes.values()])), dtype)
         return cache <= self.params["memory_mib"] * 2**19
 
@@ -164,6 +173,29 @@ class Radar(Problem):
         z = np.stack([op.adjoint(s).numpy() for s in y]) if len(y) else np.zeros((0, *op.image_shape), np.complex64)
         return _peak_normalised(z)
 
+    def first_stage(self, measurements) -> np.ndarray:
+        """The stored ``adjoint`` input computed from measurements (batch, F, T, R, 2) or complex
+        (batch, F, T, R): (batch, nz, ny, nx, 2) float32, what ``solve`` and a surrogate take."""
+        y = channels_to_complex(measurements)
+        batched = y.ndim == 4
+        y = y if batched else y[None]
+        out = complex_to_channels(self.normalised_adjoint(y))
+        return out if batched else out[0]
+
+    def baselines(self, outputs: dict, methods=BASELINES) -> dict[str, tuple[np.ndarray, float]]:
+        """Classical reconstructions of the scenes behind ``outputs`` (a ``generate`` output dict:
+        needs ``measurements``): {method: (|x| / max (batch, nz, ny, nx), seconds per scene)}.
+        "reference" is ``solve`` on the first stage (whose time is included), the others
+        ``reconstruct``; each is timed one scene at a time."""
+        y = outputs["measurements"]
+        out = {}
+        for method in methods:
+            images, t0 = [], time.perf_counter()
+            for yi in y:
+                images.append(self.solve(self.first_stage(yi)) if method == "reference" else self.reconstruct(yi, method))
+            out[method] = (np.stack(images), (time.perf_counter() - t0) / max(len(y), 1))
+        return out
+
     def generate(self, n, seed, start=0):
         if n < 0 or start < 0:
             raise ValueError(f"n and start must be non-negative, got n={n}, start={start}")
@@ -198,8 +230,11 @@ class Radar(Problem):
     def reconstruct(self, measurements, method: str = "kirchhoff", **kwargs) -> np.ndarray:
         """|x| / max |x| (batch, nz, ny, nx) float32 by a classical ``method`` (one of ``METHODS``)
         from measurements (batch, F, T, R, 2) or complex (batch, F, T, R)."""
-        if method not in METHODS:
-            raise ValueError(f"radar: unknown reconstruction {method!r}; expected one of {', '.join(METHODS)}")
+        if method not in METHODS + LEARNED_METHODS:
+            raise ValueError(f"radar: unknown reconstruction {method!r}; expected one of "
+                             f"{', '.join(METHODS + LEARNED_METHODS)}")
+        if (method == "pnp-learned") != callable(kwargs.get("denoiser")):
+            raise ValueError("radar: a callable denoiser=D(magnitude, sigma) goes with method 'pnp-learned' only")
         y = channels_to_complex(measurements)
         op = self.operator()
         if method == "adjoint":
@@ -211,7 +246,8 @@ class Radar(Problem):
             kwargs.setdefault("tikhonov", self.params["tikhonov"] * self.norm_sq())
             x = RR.cgls(op, y, **kwargs)[0]
         else:
-            x = RR.pnp_admm(op, y, prox=method.split("-")[1], norm_sq=self.norm_sq(), **kwargs)
+            prox = kwargs.pop("denoiser") if method == "pnp-learned" else method.split("-")[1]
+            x = RR.pnp_admm(op, y, prox=prox, norm_sq=self.norm_sq(), **kwargs)
         return _normalised_magnitude(x.numpy())
 
 

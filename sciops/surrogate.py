@@ -29,6 +29,9 @@ class Surrogate:
         self.ndim = config["operator"]["ndim"]
         # inputs that are a trajectory segment carry a time axis before the grid dims
         self.input_steps = config["operator"].get("input_steps")
+        # one input field feeding several channels is a vector field stored channel-last (..., C)
+        channels = config["operator"]["in_channels"]
+        self.field_channels = channels if len(self.inputs) == 1 and channels > 1 else None
         self._problem = None
 
     @classmethod
@@ -74,15 +77,26 @@ class Surrogate:
         if len(shapes) != 1:
             raise ValueError(f"input fields have different shapes {sorted(shapes)}")
         shape = shapes.pop()
+        if self.field_channels is not None:  # (..., C) -> channel-first below; C checked here
+            if not shape or shape[-1] != self.field_channels:
+                raise ValueError(f"input of shape {shape} does not fit: expected a trailing axis of "
+                                 f"{self.field_channels} channels (batch, {self.ndim} grid dims, {self.field_channels})")
+            tensors = [t.movedim(-1, 0) for t in tensors]
+            shape = shape[:-1]
         dims = self.ndim + (self.input_steps is not None)
         if len(shape) not in (dims, dims + 1) or (self.input_steps is not None and shape[-dims] != self.input_steps):
             one = f"{self.input_steps} records, " * (self.input_steps is not None) + f"{self.ndim} grid dims"
-            raise ValueError(f"input of shape {shape} does not fit: expected (batch, {one}) or ({one})")
+            one += f", {self.field_channels} channels" * (self.field_channels is not None)
+            raise ValueError(f"input of shape {shape + (self.field_channels,) * (self.field_channels is not None)} "
+                             f"does not fit: expected (batch, {one}) or ({one})")
         single = len(shape) == dims
         grid = shape[-self.ndim:]
         if min(grid) < MIN_POINTS:
             raise ValueError(f"grid {grid} is too small: this operator needs at least {MIN_POINTS} points per dimension")
-        x = torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-dims - 1)
+        x = (tensors[0].to(self.device, torch.float32) if self.field_channels is not None
+             else torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-dims - 1))
+        if self.field_channels is not None and not single:
+            x = x.transpose(0, 1)  # (C, batch, *space) -> (batch, C, *space)
         if single:
             x = x.unsqueeze(0)
         if not torch.isfinite(x).all():
