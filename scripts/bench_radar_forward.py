@@ -10,9 +10,10 @@ each is measured in its own fresh subprocess so the peak resident memory is its 
 * time: best of ``--repeats`` applications, wall clock and process CPU time (the CPU time is the
   steadier figure on a shared machine) (forward y = A x and adjoint A^H y), after a warm-up;
   the dense matrix is precomputed once (its build time is printed, not counted);
-Two sciops variants: ``sciops`` recomputes the factors in blocks under ``--budget-mib``;
-``sciops-cached`` keeps the separable factors (16 F (T + R) V bytes, 1/6 of the dense matrix
-for 12 x 13 antennas) after the warm-up, as iterative reconstructions use it.
+Two sciops variants: ``sciops`` recomputes the factors in blocks under ``--budget-mib`` (on the
+uniform band by the frequency recurrence); ``sciops-cached`` keeps the recurrence seeds
+(16 * 2 (T + R) V bytes, 2 / (F T R / (T + R)) of the dense matrix) after the warm-up, as
+iterative reconstructions use it.
 
 * memory: peak RSS growth of the subprocess from just before the method's setup (the dense matrix
   is part of the dense method's memory; the matrix-free operator holds no matrix);
@@ -63,7 +64,7 @@ def child(method: str, grid, n_freqs: int, batch: int, budget_mib: int, repeats:
     t0 = time.perf_counter()
     if method.startswith("sciops"):
         cached = method == "sciops-cached"
-        budget = budget_mib * 2**20 + (factor_cache_bytes(n_freqs, len(tx), len(rx), int(np.prod(grid))) if cached else 0)
+        budget = budget_mib * 2**20 + (factor_cache_bytes(freqs, len(tx), len(rx), int(np.prod(grid))) if cached else 0)
         op = MimoBorn(tx, rx, freqs, axes, memory_budget=budget, cache_factors=cached)
         fwd, adj = op.forward, op.adjoint
     else:

@@ -77,6 +77,28 @@ def test_forward_matches_direct_born_sum(geometry):
     assert y32.dtype == np.complex64 and np.linalg.norm(y32 - y_ref) / np.linalg.norm(y_ref) < 1e-5
 
 
+def test_factor_cache_on_a_uniform_band_holds_two_planes_whatever_the_frequency_count():
+    uniform = [small_op(n_freqs=n, cache_factors=True).cache_bytes() for n in (4, 40)]
+    assert uniform[0] == uniform[1] == 16 * 2 * (12 + 13) * 5 * 6 * 7
+    tx, rx = cross_array()
+    uneven = MimoBorn(tx, rx, [4e9, 5e9, 7e9], reference_grid(5, 6, 7), cache_factors=True)
+    assert uneven._dk is None and uneven.cache_bytes() == 16 * 3 * (12 + 13) * 5 * 6 * 7
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.complex128, 1e-12), (torch.complex64, 2e-5)])
+def test_uniform_band_recurrence_stays_exact_over_40_frequencies(dtype, tol):
+    """A uniform band builds the factors by the frequency recurrence; its rounding must not grow."""
+    op = small_op(dtype, shape=(4, 5, 3), n_freqs=40)
+    assert op._dk is not None
+    x, y = rand_complex((2, *op.image_shape), 11), rand_complex((2, *op.data_shape), 12)
+    y_ref, a = direct_born(op.tx, op.rx, op.freqs, op.axes, x)
+    assert np.linalg.norm(op.forward(x).numpy() - y_ref) / np.linalg.norm(y_ref) < tol
+    # back-projection kernel exp(+j k (R_t + R_r)) = conj(a) 4 pi R_t R_r
+    amp = np.abs(a)
+    bp_ref = np.einsum("ftrv,bftr->bv", a.conj() / amp, y).reshape(2, *op.image_shape)
+    assert np.linalg.norm(op.back(y, "backprojection").numpy() - bp_ref) / np.linalg.norm(bp_ref) < tol
+
+
 def test_arbitrary_geometry_adjoint_dot_product():
     g = np.random.default_rng(3)
     tx = np.c_[g.uniform(-0.2, 0.2, (5, 2)), g.uniform(-0.02, 0.0, 5)]
@@ -105,7 +127,8 @@ def test_results_do_not_depend_on_chunk_sizes_or_factor_cache():
     y = rand_complex((2, 4, 12, 13), 9)
     ref = small_op()
     assert ref.check_memory(2).voxel == 210 and ref.check_memory(2).freq == 4  # one block by default
-    for kw in ({"freq_chunk": 1, "voxel_chunk": 7}, {"freq_chunk": 3, "voxel_chunk": 64}, {"cache_factors": True}):
+    for kw in ({"freq_chunk": 1, "voxel_chunk": 7}, {"freq_chunk": 3, "voxel_chunk": 64}, {"cache_factors": True},
+               {"cache_factors": True, "freq_chunk": 3}):
         op = small_op(**kw)
         for _ in range(2):  # second pass reads the cache
             np.testing.assert_allclose(op.forward(x).numpy(), ref.forward(x).numpy(), rtol=1e-12, atol=0)
