@@ -7,6 +7,8 @@
   diagnostic fields (every trajectory has the same number of frames and particles, so the pooled
   mean is the mean of the means and the pooled variance the mean of var + mean^2 minus the pooled
   mean squared). Velocities and accelerations are per-frame differences, as in GNS.
+* :func:`read_trajectories` reads a ``particles`` dataset's positions (N, T, P, dim), particle
+  types (N, P) and root attributes (what GIOROM training and evaluation take).
 * :func:`export_paraview` writes one trajectory as one VTK point-cloud file per frame
   (``<name>_0000.vtu``, ... through meshio, vertex cells, 2D points padded with z = 0, point data
   such as ``particle_type``) plus ``<name>.pvd``, the ParaView time-series index that lists every
@@ -56,6 +58,16 @@ def gns_metadata(path: str | os.PathLike) -> dict:
             meta[f"{short}_mean"] = pooled.tolist()
             meta[f"{short}_std"] = np.sqrt(np.maximum(var, 0.0)).tolist()
     return meta
+
+
+def read_trajectories(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Positions (N, T, P, dim) float32 in m, particle types (N, P) int64 and the root attributes
+    (``problem_params``, ``seed``, ``solve_seconds``, ...) of a ``particles`` dataset, in memory."""
+    h5, attrs, _ = _open_particles(path)
+    with h5:
+        positions = np.asarray(h5[S.FIELDS]["position"][:], dtype=np.float32)
+        types = np.asarray(h5[S.FIELDS]["particle_type"][:]).astype(np.int64)
+    return positions, types, attrs
 
 
 def write_gns_metadata(path: str | os.PathLike, out: str | os.PathLike) -> Path:

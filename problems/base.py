@@ -99,6 +99,9 @@ class Problem:
     name: ClassVar[str]
     PARAMS: ClassVar[tuple[Param, ...]]
     geometry: str = "bounded"
+    # what a sample's outputs are, which picks the operators, trainer and evaluation that serve the
+    # problem (``sciops.kinds``): "grid" fields, or "particles" trajectories
+    data_kind: ClassVar[str] = "grid"
 
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)

@@ -58,6 +58,7 @@ class Particles(Problem):
 
     name = "particles"
     geometry = "bounded"
+    data_kind = "particles"
     PARAMS = (
         Param("dim", 2, int, "space dimension", choices=(2, 3)),
         Param("scene", "falling_blocks", str, "scene family", choices=SCENES),

@@ -84,24 +84,36 @@ def cmd_info(args) -> None:
     print(describe(args.file))
 
 
-def _train_config(args):
-    from sciops.training import TrainConfig, load_toml
+def _train_config(args, config_class):
+    """Hyperparameters and the training settings (an instance of the operator kind's ``config_class``)."""
+    import dataclasses
 
-    hparams, training = load_toml(args.config) if args.config else ({}, {})
+    from sciops.training import load_toml
+
+    hparams, training = load_toml(args.config, config_class) if args.config else ({}, {})
     hparams.update({k: _json_value(v) for k, v in _key_values(args.set, "--set").items()})
+    fields = sorted(f.name for f in dataclasses.fields(config_class))
     for option in ("epochs", "loss", "batch_size", "lr", "seed", "device", "n_train"):
         value = getattr(args, option)
         if value is not None:
+            if option not in fields:
+                raise ValueError(f"--{option.replace('_', '-')} does not apply to operator {args.operator}; "
+                                 f"its training settings are {', '.join(fields)}")
             training[option] = value
-    return hparams, TrainConfig(**training)
+    return hparams, config_class(**training)
 
 
 def cmd_train(args) -> int | None:
-    from sciops.training import distributed, train
+    from sciops import kinds
+    from sciops.training import distributed
 
-    hparams, config = _train_config(args)
+    kind = kinds.for_training(args.operator, args.data)  # the operator takes this data's kind
+    train = kind.get("train")
+    hparams, config = _train_config(args, kind.get("config"))
     ranks = distributed.context()
     if args.nproc is not None and args.nproc != 1:
+        if not kind.distributed:
+            raise ValueError(f"operator {args.operator} trains in one process; leave out --nproc")
         if ranks.enabled:
             raise ValueError("--nproc starts torchrun itself; leave it out of a command that runs under torchrun")
         distributed.check_launch(args.operator, args.data, config, args.nproc)
@@ -121,14 +133,16 @@ def cmd_train(args) -> int | None:
 
 def cmd_evaluate(args) -> None:
     import sciops
-    from sciops.evaluation import evaluate, markdown, public, summary_line
-    from sciops.plotting import plot_comparison
+    from sciops import kinds
+    from sciops.evaluation import public
 
+    kind = kinds.of_run(args.run_dir)  # grid fields or particle trajectories: its own evaluation
+    markdown, summary_line = kind.get("markdown"), kind.get("summary_line")
     surrogate = sciops.load(args.run_dir, device=args.device)
     fresh = None if args.data else (args.fresh or 50)
-    report = evaluate(surrogate, fresh=fresh, data=args.data)
+    report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data)
     if args.plot:
-        plot_comparison(report, args.plot)
+        kind.get("plot")(report, args.plot)
     if args.report:
         from sciops.checkpoint import atomic_write
 
@@ -247,14 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_info)
 
-    from sciops import operators
+    import dataclasses
 
-    ops = "\n".join(f"  {name}: " + ", ".join(f"{k}={v!r}" for k, v in operators.hyperparameters(name).items())
-                    for name in operators.names())
+    from sciops import kinds
+
+    ops = "\n".join(f"  {name}: " + ", ".join(f"{k}={v!r}" for k, v in
+                                              kinds.of_operator(name).get("hyperparameters")(name).items())
+                    for name in kinds.operator_names())
+    settings = "\n".join(f"  {kind.description} ({', '.join(kind.operator_names())}): "
+                         + ", ".join(f.name for f in dataclasses.fields(kind.get("config")))
+                         for kind in kinds.KINDS.values())
     p = sub.add_parser("train", help="train an operator on a dataset",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=f"operators and their hyperparameters (set with --set or [operator] in --config):\n{ops}")
-    p.add_argument("operator", help="operator name: " + ", ".join(operators.names()))
+                       epilog=f"operators and their hyperparameters (set with --set or [operator] in --config):\n{ops}\n"
+                              f"training settings ([training] in --config) by the kind of data:\n{settings}")
+    p.add_argument("operator", help="operator name: " + ", ".join(kinds.operator_names()))
     p.add_argument("--data", required=True, help="training dataset (HDF5)")
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.add_argument("--config", help="TOML file with [operator] and [training] tables")

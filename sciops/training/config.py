@@ -78,8 +78,9 @@ class TrainConfig:
         return n_train, n_val
 
 
-def load_toml(path: str | Path) -> tuple[dict, dict]:
-    """(operator hyperparameters, training settings) from a TOML file."""
+def load_toml(path: str | Path, config_class: type = TrainConfig) -> tuple[dict, dict]:
+    """(operator hyperparameters, training settings) from a TOML file; the settings are checked
+    against the fields of ``config_class`` (the grid trainer's TrainConfig by default)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
@@ -91,7 +92,7 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
     if unknown:
         raise ValueError(f"{path}: unknown table [{unknown[0]}]; expected [operator] and [training]")
     training = data.get("training", {})
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    fields = {f.name for f in dataclasses.fields(config_class)}
     bad = sorted(set(training) - fields)
     if bad:
         raise ValueError(f"{path}: unknown training setting {bad[0]!r}; expected one of {', '.join(sorted(fields))}")
