@@ -139,7 +139,7 @@ def cmd_evaluate(args) -> None:
     kind = kinds.of_run(args.run_dir)  # grid fields or particle trajectories: its own evaluation
     markdown, summary_line = kind.get("markdown"), kind.get("summary_line")
     surrogate = sciops.load(args.run_dir, device=args.device)
-    fresh = None if args.data else (args.fresh or 50)
+    fresh = None if args.data else (50 if args.fresh is None else args.fresh)
     report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data)
     if args.plot:
         kind.get("plot")(report, args.plot)
