@@ -161,7 +161,7 @@ def test_evaluate_compares_with_ground_truth_and_classical_methods(radar_runs, c
     _, runs = radar_runs
     report = evaluate(sciops.load(runs["magnitude"]), fresh=4, progress_enabled=False)
     images = report["images"]
-    assert set(images) == {"surrogate", "reference", "kirchhoff"}
+    assert set(images) == {"surrogate", "adjoint", "reference", "kirchhoff"}
     for v in images.values():
         assert set(v) == {"psnr", "ssim", "nrmse", "seconds_per_sample"} and v["seconds_per_sample"] > 0
     assert images["surrogate"]["psnr"] > images["kirchhoff"]["psnr"]
