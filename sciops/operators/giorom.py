@@ -33,8 +33,11 @@ positive weights w_j = softplus(k([(x_j - q) / h_q])) (h_q the distance to the f
 Normalised weights reproduce any rigid translation exactly, whatever the kernel has learnt.
 
 Neighbour search: scipy cKDTree (``sciops.layers.graph``); message passing: torch ``index_add_``.
-This module is not in the grid-operator registry (``sciops train`` takes channel-first grid data);
-``sciops.training.particles`` trains it on a ``particles`` dataset's positions.
+GIOROM is not in the grid-operator registry (``sciops.operators.REGISTRY``, channel-first grid
+data): ``sciops.kinds`` serves it as the operator of particle data, so ``sciops train giorom``
+trains it with ``sciops.training.particles`` on a ``particles`` dataset, ``sciops.load`` returns a
+``sciops.particle_surrogate.ParticleSurrogate`` and ``sciops evaluate`` runs
+``sciops.particle_evaluation``.
 
 Reference: Viswanath, Chang, Berner, Chen, Anandkumar et al. Reduced-order neural operators:
 learning Lagrangian dynamics on highly sparse graphs (GIOROM), 2024. Sanchez-Gonzalez et al.
