@@ -130,6 +130,10 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     return report
 
 
+def _count(n: int) -> str:
+    return f"{n} trajector{'y' if n == 1 else 'ies'}"
+
+
 def markdown(report: dict, title: str = "Evaluation") -> str:
     m, per = report["metrics"], report["per_step"]
     labels = {"position_mse": f"position MSE over the {report['rollout_steps']}-frame rollout",
@@ -142,7 +146,7 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
                       f"{per['position_mse']['max'][s]:.4g} | {per['constant_velocity_mse'][s]:.4g} |" for s in shown)
     return (f"# {title}\n\n"
             f"Operator `{report['operator']}` on problem `{report['problem']['name']}` "
-            f"({json.dumps(report['problem']['params'])}): {report['samples']} trajectories of "
+            f"({json.dumps(report['problem']['params'])}): {_count(report['samples'])} of "
             f"{report['particles']} particles ({report['n_sparse']} stepped, the rest reconstructed), rolled out "
             f"{S} frames from the first {report['input_frames']} ({json.dumps(report['source'])}).\n\n"
             f"| error (m^2) | mean | median | max |\n|---|---|---|---|\n{rows}\n\n"
@@ -178,15 +182,20 @@ def plot(report: dict, path: str | Path) -> Path:
     left.semilogy(frames, per["constant_velocity_mse"], "s--", color="C1", label="constant velocity (mean)")
     left.set_xlabel("rollout frame")
     left.set_ylabel("position MSE (m$^2$)")
-    left.set_title(f"{report['samples']} trajectories, {report['particles']} particles", fontsize=10)
+    left.set_title(f"{_count(report['samples'])}, {report['particles']} particles", fontsize=10)
     left.legend(fontsize=8)
     ref, pred = arrays["reference"][-1], arrays["prediction"][-1]
     axes = (0, ref.shape[1] - 1)  # horizontal and vertical axes
     right.scatter(ref[:, axes[0]], ref[:, axes[1]], s=4, c="0.5", label="MLS-MPM")
     right.scatter(pred[:, axes[0]], pred[:, axes[1]], s=4, c="C3", alpha=0.6, label=report["operator"])
-    bounds = np.asarray(report["bounds"])
-    right.set_xlim(bounds[axes[0]])
-    right.set_ylim(bounds[axes[1]])
+    # the clouds' extent with a margin, inside the box
+    both = np.concatenate([ref, pred])[:, list(axes)]
+    lo, hi = both.min(0), both.max(0)
+    pad = 0.1 * float((hi - lo).max()) + 1e-6
+    bounds = np.asarray(report["bounds"])[list(axes)]
+    lo, hi = np.maximum(lo - pad, bounds[:, 0]), np.minimum(hi + pad, bounds[:, 1])
+    right.set_xlim(lo[0], hi[0])
+    right.set_ylim(lo[1], hi[1])
     right.set_aspect("equal")
     right.set_title(f"trajectory {arrays['index']} (median error), frame {report['rollout_steps']} of the rollout",
                     fontsize=10)
