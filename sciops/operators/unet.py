@@ -28,10 +28,12 @@ them outside the sigmoid's range. Use the U-Net on data scaled to O(1).
 The sigmoid head's bias starts at -3 (outputs near 0.05), not 0 (0.5 everywhere): reflectivity
 volumes are mostly empty, and this spares the first epochs pulling the background down.
 
-Defaults (CPU-sized): width 8, levels 3 (channels 8/16/32), about 0.1M parameters. The paper's
-32/64/128 (``width=32``) costs 16x the convolution work; on the 2-core CPU this project is
-developed on, the 8/16/32 net trains a few thousand scenes in minutes per epoch (measured in
-``scripts/bench_radar_learned.py``). On a GPU use ``width=32``.
+Defaults (CPU-sized): width 8, levels 3 (channels 8/16/32), 85,337 parameters for Deep2S (the
+paper's 32/64/128, ``width=32``: 1,356,641). The convolution work grows with width^2, so the paper's
+net costs 16x as much per step: with width 8 one training step on 49 x 25 x 25 volumes takes about
+0.075 s per volume on one CPU thread (quiet machine), so 1,800 training scenes are about 2-3 min
+per epoch (``scripts/bench_radar_learned.py``), which keeps a CPU-only project's benchmark within
+its budget. On a GPU use ``width=32``.
 
 References: O. Ronneberger, P. Fischer, T. Brox, U-Net, MICCAI 2015; O. Cicek et al., 3D U-Net,
 MICCAI 2016; Deep2S two-stage near-field MIMO radar imaging (METHODS.md, radar section).
