@@ -157,9 +157,10 @@ def cmd_finetune(args) -> None:
     import sciops
     from sciops.datasets import open_dataset
     from sciops.evaluation import fresh_seed
-    from sciops.refine import refine
+    from sciops.refine import check_refinable, refine
 
     surrogate = sciops.load(args.run_dir, device=args.device)
+    check_refinable(surrogate.config, args.run_dir)  # before any data is read or sampled
     data = Path(args.data or surrogate.config["data"]["path"])
     reference = None
     if data.is_file():  # reference records for the time-resolution check

@@ -104,6 +104,16 @@ def extend_last_layer(model: torch.nn.Module, config: dict, grid: tuple[int, int
     return refined, config
 
 
+def check_refinable(config: dict, run_dir) -> None:
+    """ValueError unless the run's config is a space-time FNO trained on Navier-Stokes."""
+    name = config["operator"]["name"]
+    if name not in REFINABLE:
+        raise ValueError(f"Spectral-Refiner fine-tunes a space-time FNO ({', '.join(REFINABLE)}); {run_dir} holds {name}")
+    if config["problem"]["name"] != "navier-stokes":
+        raise ValueError(f"Spectral-Refiner needs the Navier-Stokes residual; {run_dir} was trained on "
+                         f"{config['problem']['name']}")
+
+
 def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, reference: tuple | None = None,
            iterations: int = 50, lr: float = 1e-3, batch_size: int = 8, alpha: float = ALPHA,
            device=None, progress: bool | None = None) -> dict:
@@ -117,12 +127,8 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"output directory {output} is not empty; choose another")
     surrogate = Surrogate.load(run_dir, device=device)
-    name = surrogate.config["operator"]["name"]
-    if name not in REFINABLE:
-        raise ValueError(f"Spectral-Refiner fine-tunes a space-time FNO ({', '.join(REFINABLE)}); {run_dir} holds {name}")
+    check_refinable(surrogate.config, run_dir)
     problem = surrogate.problem
-    if problem.name != "navier-stokes":
-        raise ValueError(f"Spectral-Refiner needs the Navier-Stokes residual; {run_dir} was trained on {problem.name}")
     segment = surrogate.config["operator"].get("input_steps")
     expected = 3 if segment is None else 4
     if inputs.dim() != expected or inputs.shape[-1] != inputs.shape[-2]:

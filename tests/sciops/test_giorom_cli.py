@@ -196,3 +196,10 @@ def test_bad_evaluation_and_help(trained, capsys):
     out = capsys.readouterr().out
     assert "giorom: n_types=4, history=5" in out and "particle trajectories (giorom): epochs" in out
     assert "dim=" not in out.split("giorom:")[1].splitlines()[0]  # dim and bounds come from the data
+
+
+def test_finetune_refuses_a_particle_run_before_reading_anything(trained, tmp_path, capsys):
+    code, _, err = run(capsys, "finetune", trained, "-o", tmp_path / "refined")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "Spectral-Refiner fine-tunes a space-time FNO" in err and "holds giorom" in err
+    assert not (tmp_path / "refined").exists()
