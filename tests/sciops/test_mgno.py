@@ -270,10 +270,31 @@ def test_dirichlet_sees_zeros_past_the_edge():
     (dict(pre_smooth=0), "pre_smooth must be an integer >= 1"),
     (dict(post_smooth=-1), "post_smooth must be an integer >= 0"),
     (dict(levels=3, pre_smooth=[1, 2]), r"a list of 3 such integers \(one per level\)"),
+    (dict(bias_grid=1), "bias_grid must be 0 .constant bias. or an integer >= 2"),
+    (dict(geometry="periodic", bias_grid=5), "bias_grid applies to bounded geometry"),
 ])
 def test_bad_constructor_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MgNO(1, 1, **kwargs)
+
+
+def test_bias_function_is_one_function_of_position_at_every_resolution():
+    """bias_grid=m: each layer adds a learned field on an m^2 vertex grid, interpolated with its
+    corners on the boundary nodes, so grids of 2^k + 1 nodes see the same function at shared nodes."""
+    torch.manual_seed(0)
+    model = MgNO(1, 1, **SMALL, bias_grid=5).eval()
+    assert len(model.bias_fields) == SMALL["layers"]
+    with torch.no_grad():
+        for field in model.bias_fields:
+            field.copy_(randn(*field.shape, seed=3))
+        for mg, pointwise in zip(model.mg, model.pointwise):  # leave only the bias path
+            for p in (*mg.parameters(), *pointwise.parameters()):
+                p.zero_()
+    coarse, fine = model(torch.zeros(1, 1, 17, 17)), model(torch.zeros(1, 1, 33, 33))
+    torch.testing.assert_close(fine[..., ::2, ::2], coarse, rtol=1e-5, atol=1e-6)
+    # the last layer's field on a 5^2 grid comes back exactly at the 5^2 nodes of a 17^2 grid
+    last = model.bias_fields[-1][0, 0]
+    torch.testing.assert_close(coarse[0, 0, ::4, ::4], last, rtol=1e-5, atol=1e-6)
 
 
 def test_grids_that_cannot_be_coarsened_raise_naming_size_and_rule():
@@ -298,7 +319,8 @@ def test_wrong_input_shapes_raise(shape, match):
 
 def test_registry_builds_mgno_with_json_hyperparameters():
     hp = operators.hyperparameters("mgno")
-    assert hp == dict(width=24, layers=4, levels=5, pre_smooth=1, post_smooth=1, boundary="auto", activation="gelu")
+    assert hp == dict(width=24, layers=4, levels=5, pre_smooth=1, post_smooth=1, boundary="auto", activation="gelu",
+                      bias_grid=0)
     model = operators.build("mgno", in_channels=2, out_channels=1, ndim=2, geometry="periodic", width=8, layers=3,
                             levels=4, pre_smooth=[2, 1, 1, 1], post_smooth=0)
     assert isinstance(model, MgNO) and len(model.mg) == 3 and model.mg[0].padding_mode == "circular"
