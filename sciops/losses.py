@@ -30,7 +30,9 @@ Geometry decides the quadrature and the spectral basis:
 Names accepted by :func:`make_loss`: ``"l2"``, ``"l1"``, ``"lp:3"`` (any p >= 1), ``"h1"``,
 ``"h-1"``, ``"h0.5"`` (any real s); prefix ``"abs-"`` for absolute instead of relative errors,
 and ``"norm-"`` (first) for the loss of channel-standardised fields (:class:`Standardized`, e.g.
-``"norm-l2"``): the trainer gives it the output statistics of the training data.
+``"norm-l2"``): the trainer gives it the output statistics of the training data. Names joined by
+``+`` (``"l2+h1"``) give the sum of those losses (:class:`SumLoss`); a relative H1 loss alone barely
+sees a constant offset of a field dominated by its gradients, the sum does.
 """
 from __future__ import annotations
 
@@ -226,10 +228,24 @@ class Standardized(nn.Module):
 _NAME = re.compile(r"^(?P<abs>abs-)?(?:(?P<l>l)(?P<p>\d+(?:\.\d+)?)|lp:(?P<lp>\d+(?:\.\d+)?)|h(?P<s>-?\d+(?:\.\d+)?))$")
 
 
+class SumLoss(nn.Module):
+    """The sum of several losses (``make_loss("l2+h1")``)."""
+
+    def __init__(self, parts: list[nn.Module]):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(part(pred, target) for part in self.parts)
+
+
 def make_loss(name: str, *, geometry: str = "bounded", extent: float | tuple = 1.0,
               spatial_dims: int | None = None, grid: str | None = None) -> nn.Module:
     """Build a loss from its name (see module docstring); ValueError for an unknown name."""
     name = name.strip().lower()
+    if "+" in name:
+        return SumLoss([make_loss(part, geometry=geometry, extent=extent, spatial_dims=spatial_dims, grid=grid)
+                        for part in name.split("+")])
     if name.startswith("norm-"):
         return Standardized(make_loss(name[5:], geometry=geometry, extent=extent, spatial_dims=spatial_dims,
                                       grid=grid))

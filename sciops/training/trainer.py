@@ -208,8 +208,9 @@ class Trainer:
         self.config["normalization"] = ddp.on_main(ranks, lambda: self._start(resume))
         norm = self.config["normalization"]
         for fn in [self.loss_fn, *self.metric_fns.values()]:
-            if isinstance(fn, Standardized):  # "norm-" losses: in units of the outputs' spread
-                fn.set_statistics(norm["out_mean"], norm["out_std"])
+            for part in fn.modules():  # a sum of losses ("norm-l2+norm-h1") holds them as submodules
+                if isinstance(part, Standardized):  # "norm-" losses: in units of the outputs' spread
+                    part.set_statistics(norm["out_mean"], norm["out_std"])
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

@@ -276,6 +276,19 @@ def test_make_loss_names(name, cls, param, relative):
     assert loss(pred, target).item() == pytest.approx(direct(pred, target).item(), rel=1e-12)
 
 
+def test_sum_of_losses_by_name_and_it_sees_an_offset_h1_alone_barely_sees():
+    n = 33
+    x = torch.linspace(0, 1, n, dtype=F64)
+    target = (torch.sin(3 * math.pi * x)[:, None] * torch.sin(3 * math.pi * x)[None]).reshape(1, 1, n, n)
+    pred = target + 0.1 * target.abs().max()  # a constant offset
+    total = make_loss("l2+h1")(pred, target).item()
+    l2, h1 = make_loss("l2")(pred, target).item(), make_loss("h1")(pred, target).item()
+    assert total == pytest.approx(l2 + h1, rel=1e-12)
+    assert h1 < 0.2 * l2  # why the sum exists
+    with pytest.raises(ValueError, match="unknown loss 'mse'"):
+        make_loss("l2+mse")
+
+
 @pytest.mark.parametrize("name", ["mse", "l", "h", "lp:", "linf", "h1x", "abs-", "abs-mse", "sobolev", ""])
 def test_make_loss_rejects_unknown_names_listing_accepted_ones(name):
     with pytest.raises(ValueError) as info:
