@@ -13,8 +13,8 @@ for the same number of epochs and the same batch size:
   mgno        MgNO, 4 layers, 5 levels, a 17^2 bias function per layer (``bias_grid``), its width
               chosen so that its parameter count is the closest to the FNO's (printed; within
               10 %), relative L2 + H1 loss ("l2+h1"), lr 1e-2. At 64^2 the plain MgNO (constant
-              bias, H1 loss) kept a near-constant offset (validation L2 0.55 while H1 fell; H1
-              barely sees offsets): the bias function and the L2 term remove it;
+              bias, H1 loss) kept a near-constant offset in short runs (H1 barely sees offsets):
+              the bias function and the L2 term remove it;
   dgno        DGNO trained WITHOUT labels: weak-form physics of -div(a grad u) = f plus the
               reconstruction of a (the input), never u; hyperparameters ``DGNO_LABEL_FREE``;
   multionet   the same DGNO architecture trained on labels only (supervised relative L2 of u,
