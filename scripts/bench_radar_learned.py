@@ -40,6 +40,8 @@ from sciops.training.config import TrainConfig
 from sciops.training.denoiser import LearnedDenoiser, train_denoiser
 from sciops.training.trainer import train
 
+from machine import machine_line  # scripts/machine.py
+
 PNP = dict(iters=20, rho=0.05)  # bench_radar_recon.py's PnP-ADMM settings (sparsity strength 0.05)
 
 
@@ -68,8 +70,8 @@ def main() -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     problem = get("radar", n_freqs=args.freqs, snr_db=args.snr)
-    print(f"radar: 49x25x25 grid, {args.freqs} frequencies, {args.snr:g} dB; {args.threads} thread(s); "
-          f"torch {torch.__version__}")
+    print(machine_line())
+    print(f"radar: 49x25x25 grid, {args.freqs} frequencies, {args.snr:g} dB; {args.threads} thread(s)")
 
     data = work / "train.h5"
     if not data.exists():
