@@ -198,7 +198,7 @@ def cmd_invert(args) -> None:
     noise = dict(noise_std=args.noise_std) if args.noise_std is not None else dict(snr_db=args.snr_db)
     result = invert(surrogate, obs["points"], obs["values"], **noise, n_samples=args.samples, n_chains=args.chains,
                     steps=args.steps, resolution=args.resolution, prior=args.prior, beta0=obs.get("beta0"),
-                    residual_std=_residual_std(args.residual_std), seed=args.seed)
+                    residual_std=_residual_std(args.residual_std), model_error=args.model_error, seed=args.seed)
     a_true = obs.get("a_true")
     if a_true is not None and a_true.shape != result.a_mean.shape:
         a_true = None  # stored on another grid: not comparable pointwise
@@ -321,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300, help="optimisation steps per start (default 300)")
     p.add_argument("--residual-std", default="0", help="noise level of the weak-form virtual observables: "
                    "a number (0, the default, leaves the physics term out) or auto (the model's own residual level)")
+    p.add_argument("--model-error", type=float, default=0.0, help="relative L2 error of the model's u (e.g. its "
+                   "validation error), added to the observation noise so the posterior width accounts for it")
     p.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
                    help="latent prior: Gaussian fit of the encoded training distribution (default) or N(0, I)")
     p.add_argument("--seed", type=int, default=0)

@@ -8,7 +8,11 @@ Posterior in the latent space of the generative model (Zang & Koutsourelakis 202
                      + const
 
 where u(.; beta) is the u decoder, sigma the observation noise (given, or from a signal-to-noise
-ratio: sigma^2 = mean(y^2) / (10^(snr/10) + 1), since the observed power is signal plus noise),
+ratio: sigma^2 = mean(y^2) / (10^(snr/10) + 1), since the observed power is signal plus noise)
+widened by the surrogate's own error: with ``model_error`` = e, the relative L2 error of the
+decoder's u (e.g. its validation error), sigma^2 + e^2 mean(y^2), the usual Gaussian treatment of
+a surrogate's approximation error (Kaipio & Somersalo). Without it the Laplace posterior below only
+knows the observation noise and is too narrow whenever the model error dominates;
 and r_j the weak-form residuals of ``sciops.training.weak_form`` (divided by f and s_ref, see
 ``sciops.operators.dgno``) at a fixed set of Wendland test functions, evaluated with the
 coefficient of the a decoder, so that beta stays where the decoded u and the decoded a satisfy
@@ -186,7 +190,8 @@ def latent_prior(dgno, problem, n_prior: int = 512, seed: int = 0) -> tuple[torc
 
 def invert(model, points, values, *, noise_std: float | None = None, snr_db: float | None = None,
            n_samples: int = 200, n_chains: int = 4, steps: int = 300, lr: float = 0.05,
-           residual_std: float | str = 0.0, n_centres: int = 100, resolution: int | None = None,
+           residual_std: float | str = 0.0, model_error: float = 0.0, n_centres: int = 100,
+           resolution: int | None = None,
            prior: str = "aggregate", n_prior: int = 512, problem=None, beta0=None, seed: int = 0,
            min_points: int = MIN_OBSERVATIONS) -> InversionResult:
     """Posterior estimate of the coefficient from observations of u (see the module docstring).
@@ -195,6 +200,7 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         model: a Surrogate of a trained DGNO (``sciops.load(run)``), or the DGNO module.
         points: (M, 2) observation coordinates (x, y) in [0, 1]^2. values: (M,) observed u.
         noise_std / snr_db: the observation noise, exactly one of them.
+        model_error: relative L2 error of the model's u (>= 0), added to the noise (module docstring).
         n_samples: Laplace posterior draws. n_chains, steps, lr: MAP search (Adam, in whitened z).
         residual_std: sigma_r of the weak-form virtual observables: a number (0, the default: no
             physics term) or "auto", the RMS residual of the encoded prior samples (needs the problem).
@@ -208,6 +214,9 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
     dgno = _dgno(model)
     points, values = check_observations(points, values, min_points=min_points)
     sigma = noise_level(values, noise_std, snr_db)
+    if not (np.isfinite(model_error) and model_error >= 0):
+        raise ValueError(f"model_error must be a relative error >= 0, got {model_error}")
+    sigma = math.sqrt(sigma ** 2 + model_error ** 2 * float(np.mean(values ** 2)))
     m = dgno.latent
     if beta0 is not None:
         beta0 = np.asarray(beta0, dtype=np.float64).reshape(-1)
@@ -332,7 +341,8 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
     shape = (resolution, resolution)
     as_grid = lambda t: t.reshape(shape).cpu().numpy().astype(np.float32)  # noqa: E731
     settings = dict(n_samples=n_samples, n_chains=n_chains, steps=steps, lr=lr, residual_std=residual_std,
-                    n_centres=n_centres, resolution=resolution, prior=prior, n_prior=n_prior, seed=seed,
+                    model_error=model_error, n_centres=n_centres, resolution=resolution, prior=prior,
+                    n_prior=n_prior, seed=seed,
                     n_observations=len(points), snr_db=snr_db,
                     method="multi-start MAP + Gauss-Newton Laplace in whitened latent space")
     return InversionResult(

@@ -29,7 +29,8 @@ FNO error on multiphase (goal <= 3).
 
 Inverse problem (multiphase, the label-free DGNO): ``--inverse`` fresh coefficients; for each, 100
 observations of the reference u at random interior nodes with Gaussian noise at 25 dB SNR
-(noise std^2 = mean(u_obs^2) / 10^2.5), inverted with ``sciops.inverse.invert`` (aggregate latent
+(noise std^2 = mean(u_obs^2) / 10^2.5), inverted with ``sciops.inverse.invert`` (``model_error``
+the DGNO's last-epoch validation error of u by default, ``--model-error``; aggregate latent
 prior, multi-start MAP, Laplace posterior). Printed: mean relative L2 error of the posterior mean
 of a, the share of grid points whose true a lies within 2 posterior standard deviations of the
 posterior mean, and seconds per inversion.
@@ -85,6 +86,8 @@ def parse_args(argv=None):
     p.add_argument("--observations", type=int, default=100)
     p.add_argument("--snr-db", type=float, default=25.0)
     p.add_argument("--residual-std", default="0", help="sigma_r of sciops.inverse.invert: a number or auto")
+    p.add_argument("--model-error", default="validation", help="model_error of sciops.inverse.invert: a number, "
+                   "or validation (the DGNO's last-epoch validation relative L2 error of u)")
     p.add_argument("--jobs", type=int, default=1, help="datasets trained in parallel processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's "
                    "choice with --jobs 1, else 1)")
@@ -237,18 +240,23 @@ def run_inverse(run_dir: str, args) -> dict:
     rng = np.random.default_rng(args.seed)
     interior = np.arange(n * n).reshape(n, n)[1:-1, 1:-1].ravel()
     residual_std = args.residual_std if args.residual_std == "auto" else float(args.residual_std)
+    # the model's own error enters the likelihood: its last-epoch validation error of u (labels used
+    # for calibration only, after the label-free training)
+    history = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    model_error = history[-1]["val"]["l2"] if args.model_error == "validation" else float(args.model_error)
     errors, coverage, seconds = [], [], []
     for i in range(args.inverse):
         iy, ix = np.unravel_index(rng.choice(interior, args.observations, replace=False), (n, n))
         points = np.stack([ix / (n - 1), iy / (n - 1)], -1)
         clean = u[i][iy, ix].astype(np.float64)
         values = clean + np.sqrt(np.mean(clean ** 2) / 10 ** (args.snr_db / 10)) * rng.standard_normal(len(clean))
-        result = invert(surrogate, points, values, snr_db=args.snr_db, residual_std=residual_std, seed=i)
+        result = invert(surrogate, points, values, snr_db=args.snr_db, residual_std=residual_std,
+                        model_error=model_error, seed=i)
         errors.append(np.linalg.norm(result.a_mean - a[i]) / np.linalg.norm(a[i]))
         coverage.append(np.mean(np.abs(result.a_mean - a[i]) <= 2.0 * result.a_std))
         seconds.append(result.seconds)
     return dict(error=float(np.mean(errors)), error_max=float(np.max(errors)), coverage=float(np.mean(coverage)),
-                seconds=float(np.mean(seconds)))
+                seconds=float(np.mean(seconds)), model_error=model_error)
 
 
 def main(argv=None):
@@ -295,7 +303,8 @@ def main(argv=None):
               f"{mp['dgno']['l2'] / mp['multionet']['l2']:.2f}")
     if inverse:
         print(f"\ninverse problem (multiphase, label-free DGNO, {args.inverse} fresh coefficients, "
-              f"{args.observations} observations of u at {args.snr_db:g} dB SNR, residual_std={args.residual_std}):\n"
+              f"{args.observations} observations of u at {args.snr_db:g} dB SNR, residual_std={args.residual_std}, "
+              f"model_error={inverse['model_error']:.4g}):\n"
               f"  relative L2 error of the posterior mean of a: mean {inverse['error']:.4f}, max "
               f"{inverse['error_max']:.4f}\n"
               f"  true a within 2 posterior std of the mean: {inverse['coverage']:.1%} of grid points\n"

@@ -393,6 +393,17 @@ def test_invert_returns_fields_and_nonnegative_std(dgno_run, observations, tmp_p
         assert {"a_mean", "a_std", "u_mean", "grid", "a_true"} <= set(h5)
 
 
+def test_model_error_widens_the_likelihood_and_the_posterior(dgno_run, observations):
+    _, run_dir, _ = dgno_run
+    _, points, values = observations
+    plain = invert(sciops.load(run_dir), points, values, noise_std=0.01, **FAST_INVERSION)
+    widened = invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=0.1, **FAST_INVERSION)
+    assert widened.noise_std == pytest.approx(np.sqrt(0.01 ** 2 + 0.1 ** 2 * np.mean(values ** 2)), rel=1e-9)
+    assert widened.a_std.mean() > plain.a_std.mean()
+    with pytest.raises(ValueError, match="model_error must be a relative error >= 0"):
+        invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=-0.1, **FAST_INVERSION)
+
+
 @pytest.mark.parametrize("case, message", [
     ("outside", "outside the domain"),
     ("nan", "NaN"),
@@ -453,6 +464,17 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
                  "--noise-std", "0.01", "--resolution", "9", "--samples", "4", "--chains", "1", "--steps", "5"]) == 0
     with h5py.File(tmp_path / "c.h5", "r") as h5:
         assert h5["a_mean"].shape == (9, 9)
+
+
+def test_model_error_widens_the_likelihood_and_the_posterior(dgno_run, observations):
+    _, run_dir, _ = dgno_run
+    _, points, values = observations
+    plain = invert(sciops.load(run_dir), points, values, noise_std=0.01, **FAST_INVERSION)
+    widened = invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=0.1, **FAST_INVERSION)
+    assert widened.noise_std == pytest.approx(np.sqrt(0.01 ** 2 + 0.1 ** 2 * np.mean(values ** 2)), rel=1e-9)
+    assert widened.a_std.mean() > plain.a_std.mean()
+    with pytest.raises(ValueError, match="model_error must be a relative error >= 0"):
+        invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=-0.1, **FAST_INVERSION)
 
 
 @pytest.mark.parametrize("case, message", [
