@@ -79,11 +79,16 @@ def operator_names() -> list[str]:
     return sorted(name for kind in KINDS.values() for name in kind.operator_names())
 
 
+def _serving(name) -> Kind | None:
+    """The kind whose operators include ``name``, or None."""
+    return next((kind for kind in KINDS.values() if name in kind.operator_names()), None)
+
+
 def of_operator(name: str) -> Kind:
-    for kind in KINDS.values():
-        if name in kind.operator_names():
-            return kind
-    raise ValueError(f"unknown operator {name!r}; expected one of {', '.join(operator_names())}")
+    kind = _serving(name)
+    if kind is None:
+        raise ValueError(f"unknown operator {name!r}; expected one of {', '.join(operator_names())}")
+    return kind
 
 
 def of_problem(name: str) -> Kind:
@@ -123,7 +128,4 @@ def of_run(path: str | Path) -> Kind:
     config = ckpt.load_json(ckpt.check_run_dir(path) / ckpt.CONFIG)
     operator = config.get("operator")
     name = operator.get("name") if isinstance(operator, dict) else None
-    for kind in KINDS.values():
-        if name in kind.operator_names():
-            return kind
-    return KINDS["grid"]
+    return _serving(name) or KINDS["grid"]

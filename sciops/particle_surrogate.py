@@ -65,7 +65,10 @@ class ParticleSurrogate:
 
     def solve(self, initial_state: dict, steps: int) -> np.ndarray:
         """Positions (steps, P, d) float32 of all points after the input window (module docstring)."""
-        x = np.asarray(initial_state.get("positions") if isinstance(initial_state, dict) else None)
+        if not isinstance(initial_state, dict):
+            raise ValueError(f"initial_state must be a dict with 'positions' and 'particle_type', "
+                             f"got {type(initial_state).__name__}")
+        x = np.asarray(initial_state.get("positions"))
         H, d = self.stepper.history, self.stepper.dim
         if x.ndim != 3 or x.shape[0] != H + 1 or x.shape[2] != d or x.shape[1] < 1:
             raise ValueError(f"initial_state['positions'] must be (H + 1, P, d) = ({H + 1}, P, {d}), got {x.shape}")
@@ -109,7 +112,7 @@ class ParticleSurrogate:
         if name != OPERATOR:
             raise ValueError(f"{path} holds operator {name!r}; expected a {OPERATOR} run directory")
         weights = ckpt.load_tensors(path / ckpt.WEIGHTS, map_location="cpu")
-        surrogate = cls.from_config(config)
+        surrogate = cls.from_config(config, device=device)
         try:
             surrogate.stepper.load_state_dict(weights["stepper"])
             if surrogate.reconstruction is not None:
@@ -117,9 +120,6 @@ class ParticleSurrogate:
         except (RuntimeError, TypeError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0]
             raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json ({first})") from None
-        if device is not None:
-            surrogate = cls(surrogate.stepper, surrogate.reconstruction, n_sparse=surrogate.n_sparse,
-                            seed=surrogate.seed, config=config, device=device)
         return surrogate
 
     def __repr__(self) -> str:

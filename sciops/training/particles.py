@@ -51,7 +51,7 @@ import sciops
 from sciops import checkpoint as ckpt
 from sciops.datasets.progress import Progress
 from sciops.operators.giorom import GIOROM, subsample
-from sciops.solvers.mpm import gns_statistics
+from sciops.solvers.mpm.statistics import NAMES as STATISTICS, gns_statistics
 from sciops.training.config import TrainConfig
 
 OPERATORS = {"giorom": GIOROM}  # particle operators, by name (``sciops.kinds``)
@@ -73,19 +73,19 @@ def hyperparameters(name: str) -> dict:
 
 
 def set_pooled_statistics(model, positions: np.ndarray) -> None:
-    """Give ``model`` the GNS statistics of positions (N, T, P, d) pooled over all trajectories."""
+    """Give ``model`` the GNS statistics of positions (N, T, P, d) pooled over all trajectories
+    (``set_statistics`` takes them in the order of ``STATISTICS``)."""
     stats = gns_statistics(positions, pooled=True)
-    model.set_statistics(*(stats[k] for k in ("velocity_mean", "velocity_std", "acceleration_mean",
-                                               "acceleration_std")))
+    model.set_statistics(*(stats[k] for k in STATISTICS))
 
 
 def random_walk_noise(window: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
     """Position noise (P, H + 1, d) of a random walk in the H velocities (the last velocity's noise has std ``std``)."""
     P, frames, d = window.shape
     steps = frames - 1
-    vel = torch.randn((P, steps, d), generator=generator, dtype=window.dtype) * (std / steps ** 0.5)
-    vel = vel.cumsum(1)
-    return torch.cat([torch.zeros(P, 1, d, dtype=window.dtype), vel.cumsum(1)], 1).to(window.device)
+    increments = torch.randn((P, steps, d), generator=generator, dtype=window.dtype) * (std / steps ** 0.5)
+    velocity = increments.cumsum(1)
+    return torch.cat([torch.zeros(P, 1, d, dtype=window.dtype), velocity.cumsum(1)], 1).to(window.device)
 
 
 def window_loss(model, frames: np.ndarray, types: np.ndarray, noise_std: float, generator: torch.Generator,
@@ -286,6 +286,27 @@ class ParticleTrainer:
             mses.append(float(((pred - self.positions[n, H + 1:H + 1 + steps]) ** 2).mean()))
         return {"loss": float(np.mean(losses)), SELECT: float(np.mean(mses))}
 
+    def _train_epoch(self, stepper, optimizer, windows: list[tuple[int, int]], per_epoch: int, epoch: int) -> float:
+        """One epoch of optimiser steps on ``per_epoch`` of the (trajectory, last input frame)
+        ``windows`` in the order drawn from (seed, epoch); returns the sum of the losses."""
+        cfg, H, P = self.cfg, stepper.history, self.positions.shape[2]
+        stepper.train()
+        rng, gen = _epoch_rngs(cfg.seed, epoch)
+        total = 0.0
+        for w in rng.permutation(len(windows))[:per_epoch]:
+            n, k = windows[w]
+            idx = subsample(P, min(cfg.n_sparse, P), rng)
+            loss = window_loss(stepper, self.positions[n][k - H:k + 2][:, idx], self.types[n, idx],
+                               cfg.noise_std, gen, self.device)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {epoch + 1}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += value
+        return total
+
     def fit(self, resume: bool = False) -> dict:
         from sciops.particle_surrogate import ParticleSurrogate
 
@@ -311,28 +332,15 @@ class ParticleTrainer:
             if cfg.reconstruction_steps:
                 train_reconstruction(reconstruction, train_positions, min(cfg.n_sparse, self.positions.shape[2]),
                                      steps=cfg.reconstruction_steps, lr=cfg.reconstruction_lr, seed=cfg.seed)
-        H, (_, T, P, _) = stepper.history, self.positions.shape
+        H, T = stepper.history, self.positions.shape[1]
         windows = [(int(n), k) for n in self.train_idx for k in range(H, T - 1)]
         per_epoch = len(windows) if cfg.windows_per_epoch is None else min(cfg.windows_per_epoch, len(windows))
         best = min((h["val"][SELECT] for h in history), default=float("inf"))
         bar = Progress(cfg.epochs, initial=len(history), desc=f"train {self.config['operator']['name']}",
                        unit="epoch", mode=self.progress)
         for epoch in range(len(history), cfg.epochs):
-            stepper.train()
-            rng, gen = _epoch_rngs(cfg.seed, epoch)
-            t0, total = time.perf_counter(), 0.0
-            for w in rng.permutation(len(windows))[:per_epoch]:
-                n, k = windows[w]
-                idx = subsample(P, min(cfg.n_sparse, P), rng)
-                loss = window_loss(stepper, self.positions[n][k - H:k + 2][:, idx], self.types[n, idx],
-                                   cfg.noise_std, gen, self.device)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"training loss became {value} at epoch {epoch + 1}; lower the learning rate")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += value
+            t0 = time.perf_counter()
+            total = self._train_epoch(stepper, optimizer, windows, per_epoch, epoch)
             seconds = time.perf_counter() - t0
             val = self.validate(surrogate)
             record = {"epoch": epoch + 1, "train_loss": total / per_epoch, "val": val, "lr": cfg.lr,
