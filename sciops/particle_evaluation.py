@@ -98,11 +98,11 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     last, velocity = positions[:, H:H + 1], positions[:, H:H + 1] - positions[:, H - 1:H]
     cv = (((last + k * velocity) - truth) ** 2).mean((2, 3))                       # (N, S)
     mean_curve = err.mean(0)
-    growth = float((mean_curve[-1] / mean_curve[0]) ** (1.0 / (steps - 1))) if steps > 1 and mean_curve[0] > 0 \
-        else float("nan")
+    growth = (float((mean_curve[-1] / mean_curve[0]) ** (1.0 / (steps - 1)))
+              if steps > 1 and mean_curve[0] > 0 else float("nan"))
     solver = solve_seconds / N * steps / (T - 1)
     surrogate_seconds = seconds / N
-    frame_dt = float(surrogate.problem.grid["t"][1]) if T > 1 else float("nan")
+    frame_dt = float(surrogate.problem.grid["t"][1])  # the trajectories have T >= H + 2 frames
     report = {
         "operator": config["operator"]["name"],
         "problem": config["problem"],

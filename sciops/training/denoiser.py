@@ -29,6 +29,7 @@ import sciops
 from sciops import checkpoint as ckpt
 from sciops.datasets import open_dataset
 from sciops.operators.unet import UNet
+from sciops.training.config import TrainConfig
 
 
 class LearnedDenoiser:
@@ -42,7 +43,7 @@ class LearnedDenoiser:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "LearnedDenoiser":
-        path = Path(path)
+        path = ckpt.check_run_dir(path)
         config = ckpt.load_json(path / ckpt.CONFIG)
         if "denoiser" not in config:
             raise ValueError(f"{path / ckpt.CONFIG} is not a denoiser run (no 'denoiser' entry)")
@@ -73,21 +74,31 @@ def _noisy(u: torch.Tensor, sigma_range: tuple[float, float], gen: torch.Generat
     return torch.cat([noisy, sigma.expand_as(u)], dim=1)
 
 
+@torch.no_grad()
+def _mse(net: UNet, x: torch.Tensor, u: torch.Tensor, batch: int = 8) -> float:
+    """Mean over samples of the per-sample MSE of net(x) against u, in batches of ``batch``."""
+    per_sample = [torch.mean((net(x[i:i + batch]) - u[i:i + batch]) ** 2, dim=tuple(range(1, u.dim())))
+                  for i in range(0, len(u), batch)]
+    return float(torch.cat(per_sample).mean())
+
+
 def train_denoiser(data: str | Path, run_dir: str | Path, *, width: int = 8, levels: int = 3, sigma_min: float = 0.0,
                    sigma_max: float = 0.2, epochs: int = 5, batch_size: int = 4, lr: float = 2e-3,
                    n_train: int | None = None, val_fraction: float = 0.1, seed: int = 0) -> dict:
-    """Train the denoiser on the output field of ``data`` into ``run_dir``; returns the history summary."""
+    """Train the denoiser on the output field of ``data`` into ``run_dir``; returns the history summary.
+    ``val_fraction`` and ``n_train`` split the file as for the grid trainer (``TrainConfig.split``)."""
     if not 0 <= sigma_min <= sigma_max or sigma_max <= 0:
         raise ValueError(f"need 0 <= sigma_min <= sigma_max and sigma_max > 0, got {sigma_min}, {sigma_max}")
     run_dir = Path(run_dir)
     if (run_dir / ckpt.CONFIG).exists():
         raise ValueError(f"run directory {run_dir} already holds a run; choose another directory")
+    settings = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, n_train=n_train,
+                           seed=seed)  # validates them
     ds = open_dataset(data)
     if len(ds.output_fields) != 1:
         raise ValueError(f"the denoiser trains on one output field, {data} has {ds.output_fields}")
     n = ds.n_samples
-    n_val = max(1, round(val_fraction * n))
-    n_fit = n - n_val if n_train is None else min(n_train, n - n_val)
+    n_fit, n_val = settings.split(n, data)
     _, y0 = ds.get_batch([0])
     ndim = y0.dim() - 2
     hparams = {"width": width, "levels": levels, "input_mode": "channels", "output": "sigmoid"}
@@ -117,10 +128,7 @@ def train_denoiser(data: str | Path, run_dir: str | Path, *, width: int = 8, lev
             optimizer.step()
             scheduler.step()
             total += loss.item() * len(u)
-        net.eval()
-        with torch.no_grad():
-            val = float(torch.cat([torch.mean((net(val_x[i:i + 8]) - val_y[i:i + 8]) ** 2, dim=tuple(range(1, ndim + 2)))
-                                   for i in range(0, n_val, 8)]).mean())
+        val = _mse(net.eval(), val_x, val_y)
         history.append({"epoch": epoch + 1, "train_mse": total / n_fit, "val_mse": val,
                         "seconds": time.perf_counter() - t0})
         if val < best:
