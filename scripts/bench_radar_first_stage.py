@@ -28,16 +28,12 @@ import time
 import numpy as np
 import torch
 
-from sciops.image_metrics import psnr, ssim
 from sciops.operators.learned_first_stage import LearnedFirstStage
 from sciops.operators.unet import UNet
 from sciops.problems import get
 
+from bench_radar_learned import score  # scripts/bench_radar_learned.py: the same scoring of fresh scenes
 from machine import machine_line  # scripts/machine.py
-
-
-def nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.linalg.norm(pred - ref) / np.linalg.norm(ref))
 
 
 def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -134,17 +130,7 @@ def main() -> None:
     warm = problem.generate(1, 7)[1]["measurements"][0]
     for fn in methods.values():  # warm-up (allocations, operator caches) outside the timing
         fn(warm)
-    scores = {k: {"psnr": [], "ssim": [], "nrmse": [], "seconds": []} for k in methods}
-    for i in range(args.scenes):
-        _, out, _ = problem.generate(1, args.seed, start=i)
-        truth, y = out["magnitude"][0], out["measurements"][0]
-        for k, fn in methods.items():
-            t0 = time.perf_counter()
-            rec = fn(y)
-            scores[k]["seconds"].append(time.perf_counter() - t0)
-            scores[k]["psnr"].append(psnr(rec, truth))
-            scores[k]["ssim"].append(ssim(rec, truth))
-            scores[k]["nrmse"].append(nrmse(rec, truth))
+    scores = score(problem, methods, args.scenes, args.seed)
     print(f"{args.scenes} fresh scenes (seed {args.seed})")
     print(f"{'method':<10} {'PSNR dB':>14} {'SSIM':>14} {'norm. error':>12} {'s/scene':>8} {'parameters':>11} {'train s':>8}")
     for k, s in scores.items():

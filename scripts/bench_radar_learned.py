@@ -46,7 +46,41 @@ PNP = dict(iters=20, rho=0.05)  # bench_radar_recon.py's PnP-ADMM settings (spar
 
 
 def nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """||pred - ref|| / ||ref||."""
     return float(np.linalg.norm(pred - ref) / np.linalg.norm(ref))
+
+
+def score(problem, methods: dict, scenes: int, seed: int) -> dict[str, dict[str, list[float]]]:
+    """Per method (a function measurements -> magnitude image) and per fresh scene (``scenes`` from
+    ``seed``): PSNR, SSIM and normalised error against the ground-truth magnitude, and the seconds the
+    reconstruction took. Also used by ``bench_radar_first_stage.py``."""
+    scores = {m: {"psnr": [], "ssim": [], "nrmse": [], "seconds": []} for m in methods}
+    for i in range(scenes):
+        _, out, _ = problem.generate(1, seed, start=i)
+        truth, y = out["magnitude"][0], out["measurements"][0]
+        for m, fn in methods.items():
+            t0 = time.perf_counter()
+            rec = fn(y)
+            scores[m]["seconds"].append(time.perf_counter() - t0)
+            scores[m]["psnr"].append(psnr(rec, truth))
+            scores[m]["ssim"].append(ssim(rec, truth))
+            scores[m]["nrmse"].append(nrmse(rec, truth))
+    return scores
+
+
+def tune_pnp_strength(problem, denoiser, strengths, scenes: int) -> float:
+    """The learned PnP strength with the best mean PSNR on ``scenes`` scenes of seed 7 (not the benchmark's)."""
+    best_strength, best_score = None, -np.inf
+    for strength in strengths:
+        mean_psnr = 0.0
+        for i in range(scenes):
+            _, out, _ = problem.generate(1, 7, start=i)
+            rec = problem.reconstruct(out["measurements"][0], "pnp-learned", denoiser=denoiser, strength=strength, **PNP)
+            mean_psnr += psnr(rec, out["magnitude"][0]) / scenes
+        print(f"pnp-learned strength {strength:g}: {mean_psnr:.2f} dB on {scenes} tuning scenes (seed 7)")
+        if mean_psnr > best_score:
+            best_strength, best_score = strength, mean_psnr
+    return best_strength
 
 
 def main() -> None:
@@ -96,18 +130,7 @@ def main() -> None:
     surrogates = {name: sciops.load(work / name, device="cpu") for name in runs}
     denoiser = LearnedDenoiser.load(work / "denoiser")
 
-    # learned PnP strength, chosen on scenes of seed 7 (not the benchmark's)
-    best_strength, best_score = None, -np.inf
-    for strength in args.learned_strengths:
-        score = 0.0
-        for i in range(args.tune_scenes):
-            _, out, _ = problem.generate(1, 7, start=i)
-            rec = problem.reconstruct(out["measurements"][0], "pnp-learned", denoiser=denoiser, strength=strength, **PNP)
-            score += psnr(rec, out["magnitude"][0]) / args.tune_scenes
-        print(f"pnp-learned strength {strength:g}: {score:.2f} dB on {args.tune_scenes} tuning scenes (seed 7)")
-        if score > best_score:
-            best_strength, best_score = strength, score
-
+    best_strength = tune_pnp_strength(problem, denoiser, args.learned_strengths, args.tune_scenes)
     methods = {
         "kirchhoff": lambda y: problem.reconstruct(y, "kirchhoff"),
         "reference": lambda y: problem.solve(problem.first_stage(y)),
@@ -117,17 +140,7 @@ def main() -> None:
     }
     for s in surrogates.values():  # warm-up (allocations) outside the timing
         s.solve(problem.first_stage(problem.generate(1, 7)[1]["measurements"][0]))
-    scores = {m: {"psnr": [], "ssim": [], "nrmse": [], "seconds": []} for m in methods}
-    for i in range(args.scenes):
-        _, out, _ = problem.generate(1, args.seed, start=i)
-        truth, y = out["magnitude"][0], out["measurements"][0]
-        for m, fn in methods.items():
-            t0 = time.perf_counter()
-            rec = fn(y)
-            scores[m]["seconds"].append(time.perf_counter() - t0)
-            scores[m]["psnr"].append(psnr(rec, truth))
-            scores[m]["ssim"].append(ssim(rec, truth))
-            scores[m]["nrmse"].append(nrmse(rec, truth))
+    scores = score(problem, methods, args.scenes, args.seed)
     print(f"{args.scenes} fresh scenes (seed {args.seed}); pnp-learned strength {best_strength:g}")
     print(f"{'method':<15} {'PSNR dB':>14} {'SSIM':>14} {'norm. error':>12} {'s/scene':>8}")
     for m, s in scores.items():
