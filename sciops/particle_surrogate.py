@@ -39,8 +39,9 @@ class ParticleSurrogate:
         self.stepper = stepper.to(self.device).eval()
         self.reconstruction = None if reconstruction is None else reconstruction.to(self.device)
         self.n_sparse, self.seed = int(n_sparse), int(seed)
-        self.config = {**(config or {}), "operator": {**(config or {}).get("operator", {}), "name": OPERATOR,
-                                                      "hyperparameters": stepper.config},
+        config = config or {}
+        operator = {**config.get("operator", {}), "name": OPERATOR, "hyperparameters": stepper.config}
+        self.config = {**config, "operator": operator,
                        "reconstruction": None if reconstruction is None else reconstruction.config,
                        "n_sparse": self.n_sparse, "seed": self.seed}
         self._problem = None

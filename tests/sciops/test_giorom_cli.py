@@ -65,7 +65,7 @@ def trained(tmp_path_factory, particle_file):
     return folder / "run"
 
 
-def test_train_load_and_evaluate_against_the_simulator(trained, particle_file, tmp_path, capsys):
+def test_train_load_and_evaluate_against_the_simulator(trained, tmp_path, capsys):
     config = json.loads((trained / ckpt.CONFIG).read_text())
     assert config["operator"]["name"] == "giorom" and config["operator"]["hyperparameters"]["dim"] == 2
     assert config["data"]["n_train"] + config["data"]["n_val"] == 6 and config["history"]["epochs"] == 8

@@ -104,7 +104,7 @@ def _scenes(n=36, seed=0):
 
 @pytest.mark.slow  # shares a ~15 s module fixture (dataset + trained U-Nets / denoiser)
 def test_targets_are_not_normalised_and_outputs_stay_in_0_1(radar_runs):
-    data, runs = radar_runs
+    _, runs = radar_runs
     surrogate = sciops.load(runs["magnitude"])
     norm = surrogate.config["normalization"]
     assert norm["out_mean"] == [0.0] and norm["out_std"] == [1.0]  # the sigmoid sees the raw |x|
@@ -139,7 +139,7 @@ def test_training_beats_the_first_stage_and_any_constant_image(radar_runs, mode)
 
 @pytest.mark.slow  # shares a ~15 s module fixture (dataset + trained U-Nets / denoiser)
 def test_surrogate_contract_and_round_trip(radar_runs):
-    data, runs = radar_runs
+    _, runs = radar_runs
     surrogate = sciops.load(runs["channels"])
     problem = surrogate.problem
     out = _scenes(3, seed=11)
