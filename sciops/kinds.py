@@ -85,6 +85,7 @@ def _serving(name) -> Kind | None:
 
 
 def of_operator(name: str) -> Kind:
+    """The kind whose operators include ``name``; a one-line ValueError naming every operator if none."""
     kind = _serving(name)
     if kind is None:
         raise ValueError(f"unknown operator {name!r}; expected one of {', '.join(operator_names())}")
@@ -92,6 +93,7 @@ def of_operator(name: str) -> Kind:
 
 
 def of_problem(name: str) -> Kind:
+    """The kind of the data that problem ``name`` generates (its ``data_kind``)."""
     from sciops import problems
 
     return KINDS[problems.problem_class(name).data_kind]

@@ -63,8 +63,8 @@ def _stored_trajectories(surrogate, data):
     if attrs["problem_params"] != mine["params"]:
         raise ValueError(f"{data} holds particles data with other parameters than the run's problem "
                          f"({json.dumps(mine['params'])}); expected data of the same problem")
-    return positions, types, float(attrs.get("solve_seconds", float("nan"))), {"data": str(data),
-                                                                             "seed": int(attrs["seed"])}
+    source = {"data": str(data), "seed": int(attrs["seed"])}
+    return positions, types, float(attrs.get("solve_seconds", float("nan"))), source
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None,
