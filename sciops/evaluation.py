@@ -88,7 +88,9 @@ def per_time_errors(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *,
     return torch.stack([loss(pred[:, :, t], ref[:, :, t]) for t in range(pred.shape[2])], dim=1).numpy()
 
 
-def _stats(v: np.ndarray, axis=None) -> dict:
+def summary_stats(v: np.ndarray, axis=None) -> dict:
+    """Mean, median and max of ``v`` (over ``axis``; all entries by default), as JSON values."""
+
     def out(x):
         return x.tolist() if isinstance(x, np.ndarray) else float(x)
 
@@ -182,7 +184,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         "source": source,
         "resolution": list(next(iter(outputs.values())).shape[1:][-ndim:]),
         "trained_resolution": config["data"].get("resolution"),
-        "metrics": {name: _stats(v) for name, v in errors.items()},
+        "metrics": {name: summary_stats(v) for name, v in errors.items()},
         "solver_seconds_per_sample": solver_per_sample,
         "surrogate_seconds_per_sample": surrogate_per_sample,
         "speedup": solver_per_sample / surrogate_per_sample,
@@ -206,7 +208,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
             else list(range(1, per_time.shape[1] + 1))
         report["times"] = times
         report["time_steps"] = len(times)
-        report["per_time"] = {"rel_l2": _stats(per_time, axis=0)}
+        report["per_time"] = {"rel_l2": summary_stats(per_time, axis=0)}
         report["_arrays"]["times"] = times
         report["_arrays"]["per_time_rel_l2"] = per_time[median_sample]
     return report

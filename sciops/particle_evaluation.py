@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.progress import Progress
-from sciops.evaluation import _stats, fresh_seed
+from sciops.evaluation import fresh_seed, summary_stats
 
 MAX_TABLE_ROWS = 20  # rows of the per-step table in the markdown report
 
@@ -114,9 +114,10 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         "rollout_steps": steps,
         "n_sparse": min(surrogate.n_sparse, P),
         "bounds": np.asarray(surrogate.problem.bounds).tolist(),
-        "metrics": {"position_mse": _stats(err.mean(1)), "final_position_mse": _stats(err[:, -1]),
-                    "constant_velocity_mse": _stats(cv.mean(1))},
-        "per_step": {"position_mse": _stats(err, axis=0), "constant_velocity_mse": cv.mean(0).tolist()},
+        "metrics": {"position_mse": summary_stats(err.mean(1)),
+                    "final_position_mse": summary_stats(err[:, -1]),
+                    "constant_velocity_mse": summary_stats(cv.mean(1))},
+        "per_step": {"position_mse": summary_stats(err, axis=0), "constant_velocity_mse": cv.mean(0).tolist()},
         "times": [float(s * frame_dt) for s in range(1, steps + 1)],
         "growth_per_step": growth,
         "solver_seconds_per_trajectory": solver,
