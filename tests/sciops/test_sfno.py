@@ -114,6 +114,16 @@ def test_trains_through_the_trainer_and_round_trips(sw_file, tmp_path):
     # evaluated against the solver on fresh initial states
     report = evaluate(surrogate, fresh=2, progress_enabled=False)
     assert report["per_time"]["rel_l2"]["mean"][0] < 0.05 and np.isfinite(report["metrics"]["rel_h1"]["mean"])
+    # stored data on another grid type is refused before anything runs
+    other = tmp_path / "equiangular.h5"
+    generate(problems.get("shallow-water", **{**DATA, "grid": "equiangular"}), 2, other, seed=3, progress=False)
+    with pytest.raises(ValueError, match="grid with geometry sphere, grid equiangular, but the run was trained on "
+                                         "geometry sphere, grid legendre-gauss"):
+        evaluate(surrogate, data=other)
+    darcy = tmp_path / "darcy.h5"
+    generate(problems.get("darcy", resolution=17), 2, darcy, seed=3, progress=False)
+    with pytest.raises(ValueError, match="holds darcy data, but the run was trained on shallow-water"):
+        evaluate(surrogate, data=darcy)
 
 
 def test_a_grid_other_than_the_datas_is_refused(sw_file, tmp_path):
