@@ -25,7 +25,7 @@ Printed per model, on the test trajectories rolled out autoregressively from the
   s/epoch            training seconds per epoch (validation excluded), same batches and epochs.
 
 Run:  python scripts/bench_sfno.py                      (defaults: 24 x 48, 96 trajectories, 100-step test)
-      python scripts/bench_sfno.py --nlat 16 --n-train 192 --epochs 30     (the README's figures)
+      python scripts/bench_sfno.py --nlat 16 --n-train 192 --epochs 30 --records 12   (the README's figures)
 """
 from __future__ import annotations
 
