@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from sciops.problems.base import Field, Param, Problem
+from sciops.solvers import sw_diagnostics
 from sciops.solvers import sw_initial as ic
 from sciops.solvers.exponential_stepping import IMAGINARY_STABILITY
 from sciops.solvers.shallow_water import MEAN_DEPTH, SAFETY, BlowUpError, ShallowWaterSphere, simulate
@@ -226,6 +227,16 @@ class ShallowWater(Problem):
                               f"{first_index + i}; check the input)")
         out = {k: grid[:, :, i] for i, k in enumerate(OUTPUTS)}
         return {k: v[0] for k, v in out.items()} if single else out
+
+    def diagnostics(self, outputs: dict) -> dict[str, np.ndarray]:
+        """Kinetic energy (the sum over degrees of ``sw_diagnostics.kinetic_energy_spectrum``) and
+        total energy (``sw_diagnostics.total_energy``) of output records {"phi", "u", "v"} (batch, T,
+        nlat, nlon), each (batch, T): what ``sciops evaluate`` compares along a surrogate's rollout
+        (energy drift shows an unstable rollout before its error does)."""
+        s = self.solver
+        state = s.from_grid(outputs["phi"], outputs["u"], outputs["v"])
+        return {"kinetic_energy": sw_diagnostics.kinetic_energy_spectrum(s, state).sum(-1).cpu().numpy(),
+                "total_energy": sw_diagnostics.total_energy(s, state).cpu().numpy()}
 
     def solve(self, inputs):
         """Trajectories {phi, u, v} (batch, T, nlat, nlon) float32 of inputs {phi0, u0, v0} (batch, nlat, nlon);

@@ -224,7 +224,17 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         report["per_time"] = {"rel_l2": summary_stats(per_time, axis=0)}
         report["_arrays"]["times"] = times
         report["_arrays"]["per_time_rel_l2"] = per_time[median_sample]
+        if hasattr(problem, "diagnostics"):
+            report["diagnostics"] = diagnostic_ratios(problem, pred, outputs)
     return report
+
+
+def diagnostic_ratios(problem, pred: dict, reference: dict) -> dict:
+    """Per recorded time, the mean over samples of surrogate / reference for each scalar of
+    ``problem.diagnostics`` (e.g. energies), and the reference's mean."""
+    ours, theirs = problem.diagnostics(pred), problem.diagnostics(reference)
+    return {name: {"ratio": (ours[name] / theirs[name]).mean(0).tolist(), "reference": theirs[name].mean(0).tolist()}
+            for name in theirs}
 
 
 def public(report: dict) -> dict:
@@ -251,6 +261,12 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
         lines = "\n".join(f"| {t:.4g} | {a:.4g} | {b:.4g} | {c:.4g} |"
                            for t, a, b, c in zip(report["times"], per["mean"], per["median"], per["max"]))
         text += f"Relative L2 error per recorded time:\n\n| t | mean | median | max |\n|---|---|---|---|\n{lines}\n\n"
+    if "diagnostics" in report:
+        names = list(report["diagnostics"])
+        lines = "\n".join(f"| {t:.4g} | " + " | ".join(f"{report['diagnostics'][n]['ratio'][i]:.4g}" for n in names) + " |"
+                          for i, t in enumerate(report["times"]))
+        text += (f"Surrogate / reference per recorded time (sample means):\n\n| t | {' | '.join(names)} |\n"
+                 f"|---|{'---|' * len(names)}\n{lines}\n\n")
     if "images" in report:
         rows = "\n".join(f"| {k} | {v['psnr']:.2f} | {v['ssim']:.3f} | {v['nrmse']:.3f} | {v['seconds_per_sample']:.3g} |"
                          for k, v in report["images"].items())

@@ -64,6 +64,21 @@ def test_mass_conserved_through_the_problem():
     assert np.abs(x2[0] - x2[1]).max() > 10.0
 
 
+def test_energy_diagnostics_of_a_trajectory():
+    """Total energy is nearly conserved along the solver's records (only hyperdiffusion removes
+    any) while kinetic energy, a small part of it, is positive and exchanges with potential energy."""
+    p = small(initial_condition="galewsky", nlat=16, records=3)
+    _, y, _ = p.generate(1, seed=0)
+    d = p.diagnostics(y)
+    assert d["kinetic_energy"].shape == d["total_energy"].shape == (1, 3)
+    total = d["total_energy"][0]
+    assert np.abs(total / total[0] - 1).max() < 1e-4
+    assert (d["kinetic_energy"] > 0).all()
+    # a state at rest has no kinetic energy
+    rest = {"phi": y["phi"], "u": np.zeros_like(y["u"]), "v": np.zeros_like(y["v"])}
+    assert np.abs(p.diagnostics(rest)["kinetic_energy"]).max() < 1e-9 * d["kinetic_energy"].max()
+
+
 def test_time_step_auto_divides_records_and_unstable_dt_is_refused():
     p = small()
     assert p.dt <= p.time_step_limit() * 0.8 + 1e-9 and (1800.0 / p.dt) == round(1800.0 / p.dt)

@@ -11,7 +11,7 @@ import torch
 import sciops
 from sciops import operators, problems
 from sciops.datasets import generate
-from sciops.evaluation import evaluate
+from sciops.evaluation import evaluate, markdown
 from sciops.losses import make_loss
 from sciops.solvers.sphere_grid import quadrature
 from sciops.training import TrainConfig, train
@@ -114,6 +114,9 @@ def test_trains_through_the_trainer_and_round_trips(sw_file, tmp_path):
     # evaluated against the solver on fresh initial states
     report = evaluate(surrogate, fresh=2, progress_enabled=False)
     assert report["per_time"]["rel_l2"]["mean"][0] < 0.05 and np.isfinite(report["metrics"]["rel_h1"]["mean"])
+    energy = report["diagnostics"]["kinetic_energy"]["ratio"]  # surrogate / solver per record
+    assert len(energy) == report["time_steps"] and all(0.5 < r < 2.0 for r in energy)
+    assert "kinetic_energy" in markdown(report)
     # stored data on another grid type is refused before anything runs
     other = tmp_path / "equiangular.h5"
     generate(problems.get("shallow-water", **{**DATA, "grid": "equiangular"}), 2, other, seed=3, progress=False)
