@@ -40,6 +40,7 @@ import dataclasses
 import inspect
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,10 @@ def _epoch_rngs(seed: int, epoch: int) -> tuple[np.random.Generator, torch.Gener
     return np.random.default_rng([seed, epoch]), torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
+def _finite_or_inf(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
+
+
 class ParticleTrainer:
     """Train a particle operator on a ``particles`` dataset into ``run_dir`` (module docstring)."""
 
@@ -335,7 +340,7 @@ class ParticleTrainer:
         H, T = stepper.history, self.positions.shape[1]
         windows = [(int(n), k) for n in self.train_idx for k in range(H, T - 1)]
         per_epoch = len(windows) if cfg.windows_per_epoch is None else min(cfg.windows_per_epoch, len(windows))
-        best = min((h["val"][SELECT] for h in history), default=float("inf"))
+        best = min((_finite_or_inf(h["val"][SELECT]) for h in history), default=float("inf"))
         bar = Progress(cfg.epochs, initial=len(history), desc=f"train {self.config['operator']['name']}",
                        unit="epoch", mode=self.progress)
         for epoch in range(len(history), cfg.epochs):
@@ -346,7 +351,7 @@ class ParticleTrainer:
             record = {"epoch": epoch + 1, "train_loss": total / per_epoch, "val": val, "lr": cfg.lr,
                       "windows": per_epoch, "seconds": seconds}
             history.append(record)
-            if val[SELECT] < best:
+            if _finite_or_inf(val[SELECT]) < best:  # a rollout that blew up (NaN) never counts as best
                 best = val[SELECT]
                 ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, surrogate.weights())
             ckpt.save_tensors(self.run_dir / ckpt.STATE, {
@@ -358,9 +363,11 @@ class ParticleTrainer:
                                 f"({seconds:.1f}s/epoch)")
             bar.update(1)
         bar.close()
-        if not (self.run_dir / ckpt.WEIGHTS).is_file():  # every validation was NaN: keep the last epoch
+        if not (self.run_dir / ckpt.WEIGHTS).is_file():
+            print(f"warning: every validation rollout of {self.run_dir} was non-finite; weights.pt holds the last "
+                  "epoch (lower lr or raise noise_std)", file=sys.stderr)
             ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, surrogate.weights())
-        best_record = min(history, key=lambda h: h["val"][SELECT])
+        best_record = min(history, key=lambda h: _finite_or_inf(h["val"][SELECT]))
         summary = {"epochs": len(history), "best_epoch": best_record["epoch"], "best_val": best_record["val"],
                    "final_train_loss": history[-1]["train_loss"],
                    "seconds_per_epoch": sum(h["seconds"] for h in history) / len(history),

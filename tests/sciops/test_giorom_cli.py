@@ -152,6 +152,26 @@ def test_resume_after_interruption_is_exact(tmp_path, particle_file, monkeypatch
               resume=True, progress=False)
 
 
+def test_blown_up_validation_rollouts_never_count_as_best(tmp_path, particle_file, monkeypatch, capsys):
+    from sciops.training.particles import SELECT
+
+    original, calls = ParticleTrainer.validate, {"n": 0}
+
+    def validate(self, surrogate):  # epoch 1's rollout blows up (or every one, once calls["all"] is set)
+        calls["n"] += 1
+        val = original(self, surrogate)
+        return {**val, SELECT: float("nan")} if calls["n"] == 1 or calls.get("all") else val
+
+    config = ParticleTrainConfig(epochs=3, n_sparse=40, reconstruction_steps=5, windows_per_epoch=5, lr=3e-3)
+    monkeypatch.setattr(ParticleTrainer, "validate", validate)
+    summary = train("giorom", particle_file, tmp_path / "run", hparams=SMALL, config=config, progress=False)
+    assert summary["best_epoch"] != 1 and np.isfinite(summary["best_val"][SELECT])
+    calls["all"] = True
+    train("giorom", particle_file, tmp_path / "all_nan", hparams=SMALL, config=config, progress=False)
+    assert "every validation rollout" in capsys.readouterr().err
+    assert (tmp_path / "all_nan" / ckpt.WEIGHTS).is_file()
+
+
 @pytest.fixture(scope="module")
 def darcy_small(tmp_path_factory):
     path = tmp_path_factory.mktemp("darcy") / "darcy.h5"
