@@ -86,9 +86,14 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
         json.dump({"writes": writes, "stderr": stderr.getvalue(), "code": code}, f)
 
 
-@pytest.fixture(scope="module")
-def ddp_runs(tmp_path_factory, data):
-    out = tmp_path_factory.mktemp("ddp_runs")
+# On the 2-core CI box gloo intermittently aborts a rank (SIGABRT, "terminate called without an
+# active exception") during the second of the several trainings that share one process group here
+# (about one job in five; root cause not found, not seen with one training per job). A job killed
+# by a signal is rerun from scratch, at most ATTEMPTS times; any other failure fails at once.
+ATTEMPTS = 3
+
+
+def _two_process_job(out, data) -> None:
     procs = mp.start_processes(_worker, args=(_free_port(), str(data), str(out)), nprocs=2, join=False,
                                start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
@@ -97,7 +102,18 @@ def ddp_runs(tmp_path_factory, data):
             for p in procs.processes:
                 p.kill()
             pytest.fail(f"two-process training did not finish in {TIMEOUT_S} s")
-    return out
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory, data):
+    for attempt in range(1, ATTEMPTS + 1):
+        out = tmp_path_factory.mktemp("ddp_runs")
+        try:
+            _two_process_job(out, data)
+            return out
+        except mp.ProcessExitedException as error:
+            if error.signal_name is None or attempt == ATTEMPTS:
+                raise
 
 
 @pytest.fixture(scope="module")
