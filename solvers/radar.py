@@ -442,7 +442,7 @@ class MimoBorn:
 
     def _scratch(self, name: str, shape: tuple) -> torch.Tensor:
         """A reused work array of ``shape``: fresh block-sized temporaries are new mmaps whose page
-        faults cost as much as the arithmetic (measured: a third of an application's time)."""
+        faults can cost as much as the arithmetic."""
         n = math.prod(shape)
         buf = self._work.get(name)
         if buf is None or buf.numel() < n:
