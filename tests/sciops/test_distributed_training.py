@@ -87,9 +87,9 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
 
 
 # On the 2-core CI box gloo intermittently aborts a rank (SIGABRT, "terminate called without an
-# active exception") during the second of the several trainings that share one process group here
-# (about one job in five; root cause not found, not seen with one training per job). A job killed
-# by a signal is rerun from scratch, at most ATTEMPTS times; any other failure fails at once.
+# active exception"), about one job in five, in the first training with an uneven last batch (where
+# one rank backpropagates a zero-weighted placeholder); root cause not found. A job killed by a
+# signal is rerun from scratch, at most ATTEMPTS times; any other failure fails at once.
 ATTEMPTS = 3
 
 
