@@ -399,6 +399,8 @@ def plot_inversion(result: InversionResult, path: str | Path, *, a_true: np.ndar
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sciops.plotting import save_figure
+
     panels = ([("true a", a_true, "viridis")] if a_true is not None else []) + [
         ("posterior mean of a", result.a_mean, "viridis"), ("posterior std of a", result.a_std, "magma"),
         ("posterior mean of u", result.u_mean, "viridis")]
@@ -415,9 +417,4 @@ def plot_inversion(result: InversionResult, path: str | Path, *, a_true: np.ndar
         note = f", rel. L2 error of a {err:.3g}"
     fig.suptitle(f"DGNO inversion: {result.settings.get('n_observations')} observations, "
                  f"noise std {result.noise_std:.3g}, {result.seconds:.1f} s{note}")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

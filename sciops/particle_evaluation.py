@@ -175,6 +175,8 @@ def plot(report: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from sciops.plotting import save_figure
+
     arrays, per = report["_arrays"], report["per_step"]
     frames = np.arange(1, report["rollout_steps"] + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
@@ -201,9 +203,4 @@ def plot(report: dict, path: str | Path) -> Path:
     right.set_title(f"trajectory {arrays['index']} (median error), frame {report['rollout_steps']} of the rollout",
                     fontsize=10)
     right.legend(fontsize=8, markerscale=3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

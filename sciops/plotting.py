@@ -14,6 +14,18 @@ from pathlib import Path
 import numpy as np
 
 
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` as a PNG to ``path`` (parent folders created), close it, return the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0, vmin=None, vmax=None):
     import matplotlib.pyplot as plt
 
@@ -82,9 +94,4 @@ def plot_comparison(report: dict, path: str | Path) -> Path:
         _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent)
         _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent)
         fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median error of {report['samples']})")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

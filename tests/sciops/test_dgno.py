@@ -466,17 +466,6 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
         assert h5["a_mean"].shape == (9, 9)
 
 
-def test_model_error_widens_the_likelihood_and_the_posterior(dgno_run, observations):
-    _, run_dir, _ = dgno_run
-    _, points, values = observations
-    plain = invert(sciops.load(run_dir), points, values, noise_std=0.01, **FAST_INVERSION)
-    widened = invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=0.1, **FAST_INVERSION)
-    assert widened.noise_std == pytest.approx(np.sqrt(0.01 ** 2 + 0.1 ** 2 * np.mean(values ** 2)), rel=1e-9)
-    assert widened.a_std.mean() > plain.a_std.mean()
-    with pytest.raises(ValueError, match="model_error must be a relative error >= 0"):
-        invert(sciops.load(run_dir), points, values, noise_std=0.01, model_error=-0.1, **FAST_INVERSION)
-
-
 @pytest.mark.parametrize("case, message", [
     ("outside", "outside the domain"),
     ("nan", "NaN"),
