@@ -174,7 +174,7 @@ def cmd_finetune(args) -> None:
     seed = fresh_seed(surrogate.config, args.samples) + 1
     inputs = torch.as_tensor(surrogate.problem.sample_inputs(args.samples, seed))
     summary = refine(args.run_dir, args.output, inputs=inputs, reference=reference, iterations=args.iterations,
-                     lr=args.lr, batch_size=args.batch_size, device=args.device)
+                     batch_size=args.batch_size, device=args.device)
     print(f"refined {args.run_dir} into {args.output}: relative H^-1 residual "
           f"{summary['relative_residual_before']:.4g} -> {summary['relative_residual_after']:.4g} "
           f"in {summary['iterations']} iterations ({summary['seconds']:.1f} s)")
@@ -336,9 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run directory of a trained fno3d or st-fno")
     p.add_argument("-o", "--output", required=True, help="run directory for the refined operator")
     p.add_argument("--samples", type=int, default=32, help="unlabeled inputs drawn from the problem (default 32)")
-    p.add_argument("--iterations", type=int, default=50, help="optimisation steps (default 50)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--iterations", type=int, default=30,
+                   help="L-BFGS iterations, each a pass or more over all samples (default 30)")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (memory; default 8)")
     p.add_argument("--data", help="reference dataset for the time-resolution check (default: the training file)")
     p.add_argument("--device", help="device (default: CUDA if present)")
     p.set_defaults(func=cmd_finetune)

@@ -14,7 +14,7 @@ validation selects the kept weights:
   fno-rollout  FNO-2D one-step map rolled out over the T records (loss through the whole rollout);
   fno3d        FNO-3D over (t, y, x);
   t1           T1 at the FNO-2D's width (so its seconds per epoch compare at equal width), gain ``T1_GAIN``;
-  st-fno       the spatiotemporal FNO, trained with the relative Bochner L2(0,T;L2) loss, then
+  st-fno       the spatiotemporal FNO (modes ``--st-fno-modes``), trained with the relative Bochner L2(0,T;L2) loss, then
                fine-tuned with Spectral-Refiner (``sciops.refine.refine``, the code of ``sciops
                finetune``) on ``--refine-samples`` fresh unlabeled inputs; both are tested;
   specboost    a second operator on the residual of the ``--specboost-base`` run (trained for the
@@ -85,8 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--specboost-base", default="fno3d", choices=("fno-rollout", "fno3d", "st-fno"))
     p.add_argument("--fno-width", type=int, default=32, help="width of FNO-2D and of T1")
     p.add_argument("--refine-samples", type=int, default=64)
-    p.add_argument("--refine-iterations", type=int, default=100)
-    p.add_argument("--refine-lr", type=float, default=1e-3)
+    p.add_argument("--refine-iterations", type=int, default=30, help="L-BFGS iterations of the fine-tuning")
+    p.add_argument("--st-fno-modes", default=None,
+                   help="kept (t, y, x) modes of st-fno, e.g. 8,6,6 (default: the operator's)")
     p.add_argument("--solver-samples", type=int, default=20, help="test inputs the solvers are timed and checked on")
     p.add_argument("--solver-grids", default="8,12,16,24,32,48",
                    help="coarser solver grids tried for the equal-accuracy speedup (those below the solve grid)")
@@ -105,6 +106,7 @@ def parse_args(argv=None):
     if "st-fno" in args.models and args.input_steps < 2:
         p.error("st-fno maps an input segment: --input-steps must be >= 2")
     args.solver_grids = sorted(int(g) for g in args.solver_grids.split(",") if g)
+    args.st_fno_modes = [int(m) for m in args.st_fno_modes.split(",")] if args.st_fno_modes else None
     return args
 
 
@@ -139,8 +141,8 @@ def model_settings(name: str, args, workdir: Path) -> tuple[str, dict, str, floa
         return name, {"width": args.fno_width}, "h1", lr
     if name == "t1":
         return name, {"width": args.fno_width, "resolution": args.resolution, "gain": T1_GAIN}, "h1", lr
-    if name == "st-fno":
-        return name, {}, "l2", lr  # the relative Bochner L2(0,T;L2) loss on trajectories
+    if name == "st-fno":  # the relative Bochner L2(0,T;L2) loss on trajectories
+        return name, ({"modes": args.st_fno_modes} if args.st_fno_modes else {}), "l2", lr
     if name == "specboost":
         return name, {"base": str(workdir / args.specboost_base)}, "h1", lr
     return name, {}, "h1", lr
@@ -185,7 +187,7 @@ def refine_model(problem, train_path: Path, args, workdir: Path) -> dict:
     inputs = torch.as_tensor(problem.sample_inputs(args.refine_samples, seed))
     try:
         return refine(workdir / "st-fno", out, inputs=inputs, reference=(x[:, 0, -1], y[:, 0]),
-                      iterations=args.refine_iterations, lr=args.refine_lr, device="cpu", progress=False)
+                      iterations=args.refine_iterations, device="cpu", progress=False)
     except ValueError as err:
         return {"refused": str(err)}
 

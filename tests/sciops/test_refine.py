@@ -1,8 +1,9 @@
 """Spectral-Refiner pieces: the H^-1 PDE residual built from the solver's operators (zero on exact
-solutions up to the time-difference error, second order in the record spacing), and the
-full-mode extension of the last spectral layer (the refined model starts where the trained one was),
-and ``sciops finetune`` end to end: st-fno trained on input segments, refined, served as a
-surrogate; incompatible checkpoints and too-coarse records refused with nothing written."""
+solutions up to the time-difference error, second order in the record spacing, blind to the
+conserved mean), and the full-mode extension of the last spectral layer (the refined model starts
+where the trained one was; only the added modes are trained), and ``sciops finetune`` end to end:
+an st-fno that truncates modes, refined to a lower error, served as a surrogate; incompatible
+checkpoints, layers with nothing to add and too-coarse records refused with nothing written."""
 from __future__ import annotations
 
 import math
@@ -35,6 +36,20 @@ def test_residual_vanishes_on_the_exact_decaying_vortex_and_not_for_a_wrong_visc
     assert exact < 1e-3 and off > 100 * exact, (exact, off)
 
 
+def test_residual_leaves_out_the_mean_mode():
+    """An exact decaying vortex plus a drifting spatial mean violates the PDE only in the mean, which
+    the norm leaves out; the same drift on a k = 1 mode is seen."""
+    n, nu, dt = 32, 1e-2, 0.01
+    times = np.arange(11) * dt
+    exact = taylor_green(n, times, nu)[None]
+    drift = torch.as_tensor(0.5 * times)[None, :, None, None]
+    x = torch.arange(n, dtype=torch.float64) / n
+    equation = NavierStokes2D(n, nu, forcing="none", length=1.0)
+    for w, seen in ((exact + drift, False), (exact + drift * torch.sin(2 * math.pi * x), True)):
+        residual = relative_residual(equation, w[:, 0], w[:, 1:], dt).item()
+        assert (residual > 0.01) if seen else (residual < 1e-3), (seen, residual)
+
+
 def test_residual_of_a_solver_trajectory_is_second_order_in_the_record_spacing():
     """Forced, nonlinear flow from the solver: the residual left is the finite-difference time
     derivative's, so halving the record spacing divides it by about 4."""
@@ -60,9 +75,12 @@ def test_full_mode_extension_leaves_the_model_unchanged():
     model = NormalizedOperator(op, [0.0], [1.0], [0.0], [1.0])
     config = {"operator": {"name": "fno3d", "hyperparameters": {"modes": [2, 4, 4]}}}
     grid = (5 + round(0.3 * 5), 16, 16)
-    refined, new_config = extend_last_layer(model, config, grid)
+    refined, new_config, added = extend_last_layer(model, config, grid)
     assert refined.operator.fno.spectral[-1].modes == (3, 8, 9)
     assert new_config["operator"]["hyperparameters"]["last_modes"] == [3, 8, 9]
+    # the mask marks every mode but the trained (4, 8, 4) block (+-2 in t, +-4 in y, 0..3 in x)
+    assert added.shape == refined.operator.fno.spectral[-1].weight.shape
+    assert (1 - added).sum().item() == 4 * 8 * 4 * 6 * 6 * 2 and set(added.unique().tolist()) == {0.0, 1.0}
     x = torch.randn(3, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(refined(x), model(x), atol=1e-5, rtol=1e-5)
@@ -82,7 +100,7 @@ def test_full_mode_extension_of_a_layer_with_more_modes_than_the_grid():
                          modes=(4, 10, 10), width=6, layers=2)
     model = NormalizedOperator(op, [0.0], [1.0], [0.0], [1.0])
     config = {"operator": {"name": "fno3d", "hyperparameters": {"modes": [4, 10, 10]}}}
-    refined, _ = extend_last_layer(model, config, (3 + round(0.3 * 3), 16, 16))
+    refined, _, _ = extend_last_layer(model, config, (3 + round(0.3 * 3), 16, 16))
     assert refined.operator.fno.spectral[-1].modes == (2, 8, 9)
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
@@ -102,17 +120,18 @@ def _cli(*argv) -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny navier-stokes dataset with input segments and finely spaced records (the residual's
-    time derivative needs them), and an st-fno trained on it to about 10% error."""
+    time derivative needs them), and an st-fno trained on it to about 8% error that keeps only 2
+    spatial modes: the regime Spectral-Refiner addresses (what the trained model truncates)."""
     root = tmp_path_factory.mktemp("refine_e2e")
     data, run = root / "ns.h5", root / "st"
     params = [a for k, v in NS_PARAMS.items() for a in ("--param", f"{k}={v}")]
     assert _cli("generate", "navier-stokes", "-n", 24, "-o", data, "--seed", 3, "-q", *params) == 0
     assert _cli("train", "st-fno", "--data", data, "-o", run, "--epochs", 30, "--batch-size", 4, "--seed", 0,
-                "--set", "width=8", "--set", "modes=[3,4,4]", "--set", "layers=2", "-q") == 0
+                "--set", "width=8", "--set", "modes=[3,2,2]", "--set", "layers=2", "-q") == 0
     return root, data, run
 
 
-def test_finetune_lowers_the_pde_residual_and_the_refined_run_is_a_surrogate(trained, capsys):
+def test_finetune_lowers_the_residual_and_the_error_and_the_refined_run_is_a_surrogate(trained, capsys):
     import sciops
     from sciops import checkpoint as ckpt
     from sciops.problems import get
@@ -124,19 +143,27 @@ def test_finetune_lowers_the_pde_residual_and_the_refined_run_is_a_surrogate(tra
     assert "relative H^-1 residual" in capsys.readouterr().out
     summary = ckpt.load_json(out / ckpt.CONFIG)["refined"]
     before, after = summary["relative_residual_before"], summary["relative_residual_after"]
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.95 * before, (before, after)
     assert not (root / "refined.partial").exists()
 
     original, refined = sciops.load(run, device="cpu"), sciops.load(out, device="cpu")
     assert refined.model.operator.fno.spectral[-1].modes == (4, 8, 9)  # padded (6 + 2, 16, 16) grid, all modes
     problem = get("navier-stokes", **NS_PARAMS)
-    segment, reference, _ = problem.generate(3, seed=99)
+    segment, reference, _ = problem.generate(8, seed=99)
     pred = refined.solve(segment)
-    assert pred.shape == reference.shape == (3, 6, 16, 16) and np.isfinite(pred).all()
+    assert pred.shape == reference.shape == (8, 6, 16, 16) and np.isfinite(pred).all()
     assert refined.solve(segment[0]).shape == (6, 16, 16)
-    # fine-tuning changed the predictions, and kept them near the trajectory the solver gives
-    rel = np.linalg.norm(pred - reference) / np.linalg.norm(reference)
-    assert np.abs(pred - original.solve(segment)).max() > 1e-4 and rel < 0.3, rel
+    # fine-tuning brought the predictions closer to the trajectories the solver gives (measured:
+    # 0.070 -> 0.056 relative L2; with 3 spatial modes kept, 0.077 -> 0.076)
+    error = {name: np.linalg.norm(p - reference) / np.linalg.norm(reference)
+             for name, p in (("before", original.solve(segment)), ("after", pred))}
+    assert error["after"] < 0.9 * error["before"], error
+    # only the added modes moved: the trained ones are the original run's
+    grid = (6 + round(0.3 * 6), 16, 16)
+    extended, _, added = extend_last_layer(original.model, original.config, grid)
+    kept = added == 0
+    trained_before = extended.operator.fno.spectral[-1].weight[kept]
+    assert torch.equal(refined.model.operator.fno.spectral[-1].weight[kept].cpu(), trained_before.cpu())
     # the refined residual, recomputed here from the predictions, is the smaller one
     equation = navier_stokes_equation(problem, 16, "cpu")
     res = {name: relative_residual(equation, torch.as_tensor(segment[:, -1]).double(),
@@ -155,7 +182,11 @@ def test_finetune_refuses_incompatible_checkpoints_and_writes_nothing(trained, t
     assert _cli("train", "fno", "--data", darcy, "-o", darcy_run, "--epochs", 1, "--set", "width=4",
                 "--set", "modes=3", "-q") == 0
     capsys.readouterr()
+    full = tmp_path / "full_modes"  # (t, y, x) modes of the padded (6 + 2, 16, 16) grid: nothing to add
+    assert _cli("train", "st-fno", "--data", data, "-o", full, "--epochs", 1, "--set", "width=4",
+                "--set", "modes=[4,8,9]", "--set", "layers=1", "-q") == 0
     for run, message in ((fno2d, r"fine-tunes a space-time FNO \(fno3d, st-fno\); .*rollout holds fno-rollout$"),
+                         (full, r"already keeps every mode of the \(8, 16, 16\) grid: nothing to refine$"),
                          (darcy_run, r"darcy_run holds fno$"), (tmp_path / "missing", "missing")):
         out = tmp_path / "out"
         assert _cli("finetune", run, "-o", out, "--samples", 2, "--iterations", 1) == 2
@@ -165,8 +196,9 @@ def test_finetune_refuses_incompatible_checkpoints_and_writes_nothing(trained, t
 
 
 def test_finetune_refuses_records_too_coarse_for_the_residual_before_writing(trained, tmp_path):
-    """The time-resolution guard: reference records whose own residual is not well below the model's
-    (here the stored trajectories with noise, as records too sparse in time would be) stop it."""
+    """The time-resolution guards: reference records whose own residual is not well below the model's
+    (here the stored trajectories with noise) and records between which the flow moves more than a
+    grid cell stop it."""
     from sciops.datasets import open_dataset
     from sciops.problems import get
     from sciops.refine import refine
@@ -177,8 +209,11 @@ def test_finetune_refuses_records_too_coarse_for_the_residual_before_writing(tra
     noisy = y[:, 0] + 0.3 * y.std() * torch.randn(y[:, 0].shape, generator=torch.Generator().manual_seed(0))
     inputs = torch.as_tensor(get("navier-stokes", **NS_PARAMS).sample_inputs(2, seed=5))
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="too coarse for the residual's time derivative"):
+    with pytest.raises(ValueError, match="own relative H\\^-1 residual .* is not well below the model's"):
         refine(run, out, inputs=inputs, reference=(x[:, 0, -1], noisy), iterations=1, device="cpu")
     assert not out.exists() and not list(tmp_path.glob("out*"))
+    # records far apart for the flow (a 50x faster flow moves many grid cells between records)
+    with pytest.raises(ValueError, match=r"Courant number above 1\); generate data with record_every <= "):
+        refine(run, out, inputs=50 * inputs, iterations=1, device="cpu")
     with pytest.raises(ValueError, match=r"inputs must be \(n, 2, y, x\)"):
         refine(run, out, inputs=inputs[:, -1], iterations=1, device="cpu")
