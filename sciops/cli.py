@@ -170,11 +170,19 @@ def cmd_finetune(args) -> None:
         reference = (start, y[:, 0])
     else:
         print(f"warning: {data} not found; the time-resolution check of the residual is skipped", file=sys.stderr)
-    # unlabeled inputs drawn from the problem, on seeds used neither in training nor by evaluate --fresh
-    seed = fresh_seed(surrogate.config, args.samples) + 1
-    inputs = torch.as_tensor(surrogate.problem.sample_inputs(args.samples, seed))
+    if args.inputs:  # the inputs of a dataset (e.g. those to predict next); its outputs are not used
+        with open_dataset(args.inputs) as dataset:
+            if dataset.problem.name != surrogate.problem.name:
+                raise ValueError(f"{args.inputs} holds {dataset.problem.name} data, but the run was trained on "
+                                 f"{surrogate.problem.name}")
+            count = dataset.n_samples if args.samples is None else min(args.samples, dataset.n_samples)
+            inputs = dataset.get_batch(list(range(count)))[0][:, 0]
+    else:  # unlabeled inputs drawn from the problem, on seeds used neither in training nor by evaluate --fresh
+        count = 64 if args.samples is None else args.samples
+        seed = fresh_seed(surrogate.config, count) + 1
+        inputs = torch.as_tensor(surrogate.problem.sample_inputs(count, seed))
     summary = refine(args.run_dir, args.output, inputs=inputs, reference=reference, iterations=args.iterations,
-                     batch_size=args.batch_size, device=args.device)
+                     batch_size=args.batch_size, device=args.device, progress=None if not args.quiet else False)
     print(f"refined {args.run_dir} into {args.output}: relative H^-1 residual "
           f"{summary['relative_residual_before']:.4g} -> {summary['relative_residual_after']:.4g} "
           f"in {summary['iterations']} iterations ({summary['seconds']:.1f} s)")
@@ -331,16 +339,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="Spectral-Refiner: fine-tune a space-time FNO on the PDE residual",
                        description="Freeze all but the last spectral layer of a trained fno3d / st-fno run, extend "
-                                   "it to the full grid and minimise the H^-1 norm of the Navier-Stokes residual on "
-                                   "fresh unlabeled inputs (see sciops.refine).")
+                                   "it to the full grid and minimise the H^-1 norm of the Navier-Stokes residual over "
+                                   "the added modes, on unlabeled inputs (see sciops.refine).")
     p.add_argument("run_dir", help="run directory of a trained fno3d or st-fno")
     p.add_argument("-o", "--output", required=True, help="run directory for the refined operator")
-    p.add_argument("--samples", type=int, default=32, help="unlabeled inputs drawn from the problem (default 32)")
+    p.add_argument("--inputs", help="refine on the inputs of this dataset (labels unused), e.g. the inputs to "
+                                    "predict next; default: fresh inputs drawn from the problem")
+    p.add_argument("--samples", type=int, default=None,
+                   help="unlabeled inputs drawn from the problem (default 64), or the first N of --inputs (default all)")
     p.add_argument("--iterations", type=int, default=30,
                    help="L-BFGS iterations, each a pass or more over all samples (default 30)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (memory; default 8)")
     p.add_argument("--data", help="reference dataset for the time-resolution check (default: the training file)")
     p.add_argument("--device", help="device (default: CUDA if present)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("demo", help="generate, train, evaluate and report on the default Darcy problem")
