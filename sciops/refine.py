@@ -215,7 +215,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
                                  f"the model's ({before:.3g}): records every {dt:g} time units are too coarse for the "
                                  f"residual, or the data do not follow this problem's equation; expected a smaller "
                                  f"record_every or data generated for this problem")
-        scale = sum(loss_sum(b).item() for b in batches) / samples  # makes L-BFGS' tolerances relative
+        scale = sum(loss_sum(b).item() for b in batches) / samples or 1.0  # makes L-BFGS' tolerances relative
 
     def objective():
         """Mean squared H^-1 residual over all inputs (scaled by its starting value), gradients accumulated."""
