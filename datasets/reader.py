@@ -183,16 +183,27 @@ class SciopsDataset(Dataset):
         if self.in_memory:
             t = torch.from_numpy(idx)
             return self._x[t], self._y[t]
+        return self._read_indices(self.input_fields, idx), self._read_indices(self.output_fields, idx)
+
+    def get_inputs(self, indices) -> torch.Tensor:
+        """``X`` of ``get_batch(indices)`` without reading the outputs."""
+        idx = self._indices(indices)
+        if self.in_memory:
+            return self._x[torch.from_numpy(idx)]
+        return self._read_indices(self.input_fields, idx)
+
+    def _read_indices(self, names: list[str], idx: np.ndarray) -> torch.Tensor:
+        """The fields ``names`` stacked as channels for the sample indices ``idx``, read in one
+        contiguous slice when the sorted indices are consecutive."""
         if idx.size == 0:
-            return (torch.zeros((0, self.in_channels) + self.spatial_shape),
-                    torch.zeros((0, self.out_channels) + self.fields[self.output_fields[0]].spatial_shape))
+            channels = sum(self.fields[name].channels for name in names)
+            return torch.zeros((0, channels) + self.fields[names[0]].spatial_shape)
         uniq, inverse = np.unique(idx, return_inverse=True)
         sel = slice(int(uniq[0]), int(uniq[-1]) + 1) if uniq[-1] - uniq[0] + 1 == uniq.size else uniq
-        x = self._read(self.input_fields, sel, batched=True)
-        y = self._read(self.output_fields, sel, batched=True)
+        data = self._read(names, sel, batched=True)
         if uniq.size != idx.size or not np.array_equal(uniq, idx):
-            x, y = x[inverse], y[inverse]
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+            data = data[inverse]
+        return torch.from_numpy(np.ascontiguousarray(data))
 
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Batched fetch used by ``torch.utils.data.DataLoader``: one read per field per batch."""

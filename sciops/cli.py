@@ -156,7 +156,7 @@ def cmd_finetune(args) -> None:
 
     import sciops
     from sciops.datasets import open_dataset
-    from sciops.evaluation import fresh_seed
+    from sciops.evaluation import check_same_geometry, fresh_seed
     from sciops.refine import check_refinable, refine
 
     surrogate = sciops.load(args.run_dir, device=args.device)
@@ -172,11 +172,9 @@ def cmd_finetune(args) -> None:
         print(f"warning: {data} not found; the time-resolution check of the residual is skipped", file=sys.stderr)
     if args.inputs:  # the inputs of a dataset (e.g. those to predict next); its outputs are not used
         with open_dataset(args.inputs) as dataset:
-            if dataset.problem.name != surrogate.problem.name:
-                raise ValueError(f"{args.inputs} holds {dataset.problem.name} data, but the run was trained on "
-                                 f"{surrogate.problem.name}")
+            check_same_geometry(dataset.problem, surrogate.problem, args.inputs)
             count = dataset.n_samples if args.samples is None else min(args.samples, dataset.n_samples)
-            inputs = dataset.get_batch(list(range(count)))[0][:, 0]
+            inputs = dataset.get_inputs(list(range(count)))[:, 0]
     else:  # unlabeled inputs drawn from the problem, on seeds used neither in training nor by evaluate --fresh
         count = 64 if args.samples is None else args.samples
         seed = fresh_seed(surrogate.config, count) + 1

@@ -131,7 +131,7 @@ def image_comparison(problem, outputs: dict, pred: np.ndarray, surrogate_seconds
     return table
 
 
-def _check_same_geometry(data_problem, problem, path) -> None:
+def check_same_geometry(data_problem, problem, path) -> None:
     """ValueError unless the data come from the run's problem on the same kind of grid (the
     resolution may differ: operators that serve other resolutions are checked by the surrogate)."""
     if data_problem.name != problem.name:
@@ -140,7 +140,7 @@ def _check_same_geometry(data_problem, problem, path) -> None:
     if ours != theirs:
         data_grid, run_grid = (", ".join(f"{k} {v}" for k, v in o.items()) for o in (theirs, ours))
         raise ValueError(f"{path} is on a grid with {data_grid}, but the run was trained on {run_grid}; "
-                         "evaluate on data of the run's grid type")
+                         "expected data on the run's grid type")
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None, batch: int = 25,
@@ -171,7 +171,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         from sciops.datasets import open_dataset
 
         ds = open_dataset(data, in_memory=True)
-        _check_same_geometry(ds.problem, problem, data)
+        check_same_geometry(ds.problem, problem, data)
         x, y = ds.get_batch(list(range(ds.n_samples)))
         inputs = {k: x[:, c].numpy() for c, k in enumerate(ds.input_fields)}
         outputs = {k: y[:, c].numpy() for c, k in enumerate(ds.output_fields)}

@@ -193,20 +193,23 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     batches = list(inputs.to(dev, torch.float32).split(batch_size))
     samples = len(inputs)
 
-    def records(m, batch):
-        """The last input state then the predicted records, (batch, T + 1, n, n)."""
+    def records(batch):
+        """The last input state then the refined model's records, (batch, T + 1, n, n)."""
         start = batch if segment is None else batch[:, -1]
-        return torch.cat([start.unsqueeze(1), m(batch.unsqueeze(1))[:, 0]], dim=1)
+        return torch.cat([start.unsqueeze(1), refined(batch.unsqueeze(1))[:, 0]], dim=1)
 
-    def residual(m, batch):
-        w = records(m, batch)
+    def loss_sum(w):
+        """Summed squared H^-1 residual of records w."""
+        return hminus1_squared(equation, residual_hat(equation, w, dt), alpha).sum()
+
+    def relative(w):
         return relative_residual(equation, w[:, 0], w[:, 1:], dt)
 
-    def loss_sum(batch):
-        return hminus1_squared(equation, residual_hat(equation, records(refined, batch), dt), alpha).sum()
-
     with torch.no_grad():
-        before = torch.cat([residual(refined, b) for b in batches]).mean().item()
+        initial = [records(b) for b in batches]
+        before = torch.cat([relative(w) for w in initial]).mean().item()
+        scale = sum(loss_sum(w).item() for w in initial) / samples or 1.0  # makes L-BFGS' tolerances relative
+        del initial
         if reference is not None:
             w0_ref, traj_ref = (torch.as_tensor(a, dtype=torch.float64, device=dev) for a in reference)
             ref = relative_residual(equation, w0_ref, traj_ref, dt).mean().item()
@@ -215,14 +218,13 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
                                  f"the model's ({before:.3g}): records every {dt:g} time units are too coarse for the "
                                  f"residual, or the data do not follow this problem's equation; expected a smaller "
                                  f"record_every or data generated for this problem")
-        scale = sum(loss_sum(b).item() for b in batches) / samples or 1.0  # makes L-BFGS' tolerances relative
 
     def objective():
         """Mean squared H^-1 residual over all inputs (scaled by its starting value), gradients accumulated."""
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for batch in batches:
-            loss = loss_sum(batch) / (samples * scale)
+            loss = loss_sum(records(batch)) / (samples * scale)
             loss.backward()
             total += loss.item()
         bar.set_postfix_str(f"H^-1 residual^2 {total:.4g} of the start")
@@ -239,7 +241,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     bar.close()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        after = torch.cat([residual(refined, b) for b in batches]).mean().item()
+        after = torch.cat([relative(records(b)) for b in batches]).mean().item()
     summary = {"from": str(Path(run_dir).resolve()), "iterations": iterations, "optimizer": "lbfgs", "alpha": alpha,
                "samples": samples, "resolution": n, "relative_residual_before": before,
                "relative_residual_after": after, "seconds": seconds}

@@ -51,6 +51,8 @@ def test_get_batch_equals_stacked_items(darcy_file, toy_file, in_memory):
             assert X.shape == (len(expect),) + tuple(expect[0][0].shape)
             assert torch.equal(X, torch.stack([e[0] for e in expect]))
             assert torch.equal(Y, torch.stack([e[1] for e in expect]))
+            assert torch.equal(ds.get_inputs(idx), X)
+        assert ds.get_inputs([]).shape == ds.get_batch([])[0].shape == (0, ds.in_channels) + ds.spatial_shape
         X, Y = ds.get_batch(slice(2, 5))
         assert torch.equal(X, torch.stack([ds[i][0] for i in range(2, 5)]))
         with pytest.raises(IndexError):
