@@ -192,6 +192,17 @@ class SciopsDataset(Dataset):
             return self._x[torch.from_numpy(idx)]
         return self._read_indices(self.input_fields, idx)
 
+    def split_fields(self, stacked: torch.Tensor, names: list[str]) -> dict[str, np.ndarray]:
+        """Channels ``stacked`` (B, C, *space) of the fields ``names`` (as ``get_batch`` stacks them)
+        -> {name: (B, *space[, channels])}, each field in its stored layout."""
+        out, c = {}, 0
+        for name in names:
+            info = self.fields[name]
+            block = stacked[:, c:c + info.channels].numpy()
+            out[name] = np.moveaxis(block, 1, -1) if info.dims[-1] == S.CHANNEL_DIM else block[:, 0]
+            c += info.channels
+        return out
+
     def _read_indices(self, names: list[str], idx: np.ndarray) -> torch.Tensor:
         """The fields ``names`` stacked as channels for the sample indices ``idx``, read in one
         contiguous slice when the sorted indices are consecutive."""

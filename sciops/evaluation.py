@@ -19,7 +19,9 @@ H1 norms use the problem's domain size (periodic grids: n times the spacing).
 Inverse problems whose output is a ground-truth image (``radar``: the reflectivity magnitude |x|,
 max 1) define ``problem.baselines(outputs)`` -> {method: (images, seconds per sample)}, the
 classical reconstructions of the same samples (for ``radar`` the reference solve and Kirchhoff
-migration, from the measurements). With ``fresh=N`` the report then adds ``report["images"]``:
+migration, from the measurements). Their solver time is that of the "reference" reconstruction
+(not of the forward simulation that generated the data), so it is known only with ``fresh=N``
+(NaN with ``data=FILE``). With ``fresh=N`` the report then adds ``report["images"]``:
 PSNR and SSIM (``sciops.image_metrics``, data range 1) and the normalised error
 ||pred - truth|| / ||truth|| of the surrogate and of each baseline against the ground truth, with
 seconds per sample (the surrogate's from the stored first-stage input, the baselines' from the
@@ -28,6 +30,7 @@ measurements). Stored datasets hold no measurements in their outputs, so ``data=
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -173,8 +176,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         ds = open_dataset(data, in_memory=True)
         check_same_geometry(ds.problem, problem, data)
         x, y = ds.get_batch(list(range(ds.n_samples)))
-        inputs = {k: x[:, c].numpy() for c, k in enumerate(ds.input_fields)}
-        outputs = {k: y[:, c].numpy() for c, k in enumerate(ds.output_fields)}
+        inputs, outputs = ds.split_fields(x, ds.input_fields), ds.split_fields(y, ds.output_fields)
         n = ds.n_samples
         solve_seconds = float(ds.attrs.get("solve_seconds", float("nan")))
         source = {"data": str(data), "seed": int(ds.attrs["seed"])}
@@ -190,6 +192,14 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
                            grid=grid)
     solver_per_sample = solve_seconds / n
     surrogate_per_sample = surrogate_seconds / n
+    images = None
+    if hasattr(problem, "baselines"):
+        # an inverse problem: the solver a reconstruction replaces is the classical "reference"
+        # reconstruction, not the forward simulation whose time generate() and datasets record
+        solver_per_sample = float("nan")
+        if fresh is not None and len(surrogate.outputs) == 1:
+            images = image_comparison(problem, outputs, pred, surrogate_per_sample, surrogate.outputs[0])
+            solver_per_sample = images["reference"]["seconds_per_sample"]
     report = {
         "operator": config["operator"]["name"],
         "problem": config["problem"],
@@ -203,9 +213,8 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         "speedup": solver_per_sample / surrogate_per_sample,
         "device": str(surrogate.device),
     }
-    if fresh is not None and hasattr(problem, "baselines") and len(surrogate.outputs) == 1:
-        name = surrogate.outputs[0]
-        report["images"] = image_comparison(problem, outputs, pred, surrogate_per_sample, name)
+    if images is not None:
+        report["images"] = images
     order = np.argsort(errors["rel_l2"])
     median_sample = int(order[len(order) // 2])
     report["_arrays"] = {"inputs": {k: v[median_sample] for k, v in inputs.items()},
@@ -272,9 +281,15 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
                          for k, v in report["images"].items())
         text += ("Against the ground truth:\n\n| method | PSNR dB | SSIM | normalised error | s/sample |\n"
                  f"|---|---|---|---|---|\n{rows}\n\n")
-    return text + (f"Reference solver: {report['solver_seconds_per_sample'] * 1e3:.3g} ms/{unit}; "
-                   f"surrogate: {report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/{unit} on {report['device']}; "
-                   f"speedup {report['speedup']:.3g}x.\n")
+    return text + f"Speed: {_speed_text(report, unit)} on {report['device']}.\n"
+
+
+def _speed_text(report: dict, unit: str) -> str:
+    surrogate = f"surrogate {report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/{unit}"
+    if math.isnan(report["solver_seconds_per_sample"]):
+        return f"{surrogate}, speedup unknown (the data record no solver time comparable to it; evaluate with --fresh N)"
+    return (f"solver {report['solver_seconds_per_sample'] * 1e3:.3g} ms/{unit}, {surrogate}, "
+            f"speedup {report['speedup']:.3g}x")
 
 
 def summary_line(report: dict) -> str:
@@ -288,8 +303,7 @@ def summary_line(report: dict) -> str:
     if trajectory:
         per = report["per_time"]["rel_l2"]["mean"]
         text += f"relative L2 at t = {report['times'][0]:.3g} / {report['times'][-1]:.3g}: {per[0]:.4f} / {per[-1]:.4f}; "
-    text += (f"solver {report['solver_seconds_per_sample'] * 1e3:.3g} ms/{unit}, surrogate "
-             f"{report['surrogate_seconds_per_sample'] * 1e3:.3g} ms/{unit}, speedup {report['speedup']:.3g}x")
+    text += _speed_text(report, unit)
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

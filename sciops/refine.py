@@ -91,11 +91,12 @@ def hminus1_squared(equation: NavierStokes2D, r_hat: torch.Tensor, alpha: float 
     return (weight * coeffs.abs() ** 2).sum(dim=(-2, -1)).sum(1) * equation.length ** 2
 
 
-def relative_residual(equation, w0: torch.Tensor, trajectory: torch.Tensor, dt: float) -> torch.Tensor:
+def relative_residual(equation, w0: torch.Tensor, trajectory: torch.Tensor, dt: float,
+                      alpha: float = ALPHA) -> torch.Tensor:
     """||R||_{L2(H^-1)} / ||w||_{L2(H^-1)} per sample, the records being w0 then the trajectory."""
     w = torch.cat([w0.unsqueeze(1), trajectory], dim=1)
-    r = hminus1_squared(equation, residual_hat(equation, w, dt))
-    scale = hminus1_squared(equation, equation.to_spectral(w.to(equation.dtype)))
+    r = hminus1_squared(equation, residual_hat(equation, w, dt), alpha)
+    scale = hminus1_squared(equation, equation.to_spectral(w.to(equation.dtype)), alpha)
     return (r / scale).sqrt()
 
 
@@ -203,7 +204,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
         return hminus1_squared(equation, residual_hat(equation, w, dt), alpha).sum()
 
     def relative(w):
-        return relative_residual(equation, w[:, 0], w[:, 1:], dt)
+        return relative_residual(equation, w[:, 0], w[:, 1:], dt, alpha)
 
     with torch.no_grad():
         initial = [records(b) for b in batches]
@@ -212,7 +213,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
         del initial
         if reference is not None:
             w0_ref, traj_ref = (torch.as_tensor(a, dtype=torch.float64, device=dev) for a in reference)
-            ref = relative_residual(equation, w0_ref, traj_ref, dt).mean().item()
+            ref = relative_residual(equation, w0_ref, traj_ref, dt, alpha).mean().item()
             if not ref < 0.5 * before:
                 raise ValueError(f"the reference trajectories' own relative H^-1 residual ({ref:.3g}) is not well below "
                                  f"the model's ({before:.3g}): records every {dt:g} time units are too coarse for the "

@@ -319,7 +319,7 @@ def main(argv=None):
         refined = histories.get("st-fno+refiner", {})
         if "st-fno+refiner" in results:
             a, b = results["st-fno"]["rel_l2"], results["st-fno+refiner"]["rel_l2"]
-            print(f"  Spectral-Refiner on the spatiotemporal FNO: test rel L2 {a:.4f} -> {b:.4f} "
+            print(f"  Spectral-Refiner on the spatiotemporal FNO: test rel L2 {a:.5f} -> {b:.5f} ({100 * (b / a - 1):+.1f} %) "
                   f"(goal lower: {'met' if b < a else 'not met'})")
         elif "refused" in refined:
             print(f"  Spectral-Refiner on the spatiotemporal FNO: refused ({refined['refused']}) - not met")

@@ -86,6 +86,13 @@ def test_multi_field_and_channel_stacking(toy_file, toy_cls):
         np.testing.assert_array_equal(x[0].numpy(), inputs["k"][2])
         np.testing.assert_array_equal(x[1].numpy(), inputs["f"][2])
         np.testing.assert_array_equal(y.numpy(), np.moveaxis(outputs["v"][2], -1, 0))
+        # split_fields undoes the stacking: each field back in its stored layout
+        x, y = ds.get_batch([4, 1])
+        for stacked, names, fields in ((x, ds.input_fields, inputs), (y, ds.output_fields, outputs)):
+            split = ds.split_fields(stacked, names)
+            assert list(split) == names
+            for name in names:
+                np.testing.assert_array_equal(split[name], fields[name][[4, 1]])
 
 
 def test_lazy_dataset_with_dataloader_workers(darcy_file):

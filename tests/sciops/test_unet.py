@@ -3,6 +3,8 @@ variant, the PnP denoiser, the surrogate contract and evaluation against ground 
 radar problem (14 x 11 x 11 voxels, 4 frequencies) so that each test takes seconds."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 import sciops
 from sciops.cli import main
 from sciops.datasets import generate
-from sciops.evaluation import evaluate
+from sciops.evaluation import evaluate, summary_line
 from sciops.image_metrics import psnr
 from sciops.layers.unet_blocks import crop_to, pad_to_multiple
 from sciops.operators import build
@@ -158,7 +160,7 @@ def test_surrogate_contract_and_round_trip(radar_runs):
 
 @pytest.mark.slow  # shares a ~15 s module fixture (dataset + trained U-Nets / denoiser)
 def test_evaluate_compares_with_ground_truth_and_classical_methods(radar_runs, capsys):
-    _, runs = radar_runs
+    data, runs = radar_runs
     report = evaluate(sciops.load(runs["magnitude"]), fresh=4, progress_enabled=False)
     images = report["images"]
     assert set(images) == {"surrogate", "adjoint", "reference", "kirchhoff"}
@@ -166,6 +168,12 @@ def test_evaluate_compares_with_ground_truth_and_classical_methods(radar_runs, c
         assert set(v) == {"psnr", "ssim", "nrmse", "seconds_per_sample"} and v["seconds_per_sample"] > 0
     assert images["surrogate"]["psnr"] > images["kirchhoff"]["psnr"]
     assert 0 < images["surrogate"]["nrmse"] < images["kirchhoff"]["nrmse"]
+    # the solver a reconstruction replaces is the reference reconstruction, not the forward simulation
+    assert report["solver_seconds_per_sample"] == images["reference"]["seconds_per_sample"]
+    assert report["speedup"] == pytest.approx(images["reference"]["seconds_per_sample"]
+                                              / images["surrogate"]["seconds_per_sample"])
+    stored = evaluate(sciops.load(runs["magnitude"]), data=data, progress_enabled=False)
+    assert math.isnan(stored["speedup"]) and "speedup unknown" in summary_line(stored)  # the file's time is the forward model's
     assert main(["evaluate", str(runs["magnitude"]), "--fresh", "3"]) in (0, None)
     printed = capsys.readouterr().out
     assert "kirchhoff: PSNR" in printed and "reference: PSNR" in printed and "surrogate: PSNR" in printed
