@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.progress import Progress
-from sciops.evaluation import fresh_seed, summary_stats
+from sciops.evaluation import fresh_seed, speed_text, summary_stats
 
 MAX_TABLE_ROWS = 20  # rows of the per-step table in the markdown report
 
@@ -135,6 +135,10 @@ def _count(n: int) -> str:
     return f"{n} trajector{'y' if n == 1 else 'ies'}"
 
 
+def _speed(report: dict) -> str:
+    return speed_text(report["solver_seconds_per_trajectory"], report["surrogate_seconds_per_trajectory"], "trajectory")
+
+
 def markdown(report: dict, title: str = "Evaluation") -> str:
     m, per = report["metrics"], report["per_step"]
     labels = {"position_mse": f"position MSE over the {report['rollout_steps']}-frame rollout",
@@ -153,9 +157,8 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
             f"| error (m^2) | mean | median | max |\n|---|---|---|---|\n{rows}\n\n"
             f"Position MSE per rollout frame (m^2; mean growth x{report['growth_per_step']:.3g} per frame):\n\n"
             f"| frame | t after the input (s) | mean | max | constant velocity |\n|---|---|---|---|---|\n{lines}\n\n"
-            f"Reference simulator (MLS-MPM): {report['solver_seconds_per_trajectory'] * 1e3:.3g} ms per trajectory "
-            f"for the same {S} frames; surrogate: {report['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms on "
-            f"{report['device']}; speedup {report['speedup']:.3g}x.\n")
+            f"Speed against the reference simulator (MLS-MPM) for the same {S} frames: "
+            f"{_speed(report)} on {report['device']}.\n")
 
 
 def summary_line(report: dict) -> str:
@@ -163,8 +166,7 @@ def summary_line(report: dict) -> str:
     return (f"position MSE over {report['rollout_steps']} frames {m['position_mse']['mean']:.3g} m^2 (median "
             f"{m['position_mse']['median']:.3g}, last frame {m['final_position_mse']['mean']:.3g}, constant velocity "
             f"{m['constant_velocity_mse']['mean']:.3g}), growth x{report['growth_per_step']:.3g} per frame; "
-            f"solver {report['solver_seconds_per_trajectory'] * 1e3:.3g} ms/trajectory, surrogate "
-            f"{report['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms/trajectory, speedup {report['speedup']:.3g}x")
+            f"{_speed(report)}")
 
 
 def plot(report: dict, path: str | Path) -> Path:

@@ -27,7 +27,7 @@ last record, parameters, training seconds per epoch (validation excluded), infer
 trajectory (``sciops.evaluation.evaluate`` on the test file: batches, best of 3, after a warm-up),
 and the speedup over the solver for the same horizon (the T records from the last input state):
   vs solve   the reference solver at the dataset's solve resolution, timed here on
-             ``--solver-samples`` test inputs (one process, the problem's own thread setting);
+             every test input (one process, the problem's own thread setting);
   vs equal   the coarsest solver grid (from ``--solver-grids``, each solved from the input
              truncated to that grid, the records interpolated back) whose Bochner error against the
              test data is no worse than the surrogate's: the honest figure. When even the coarsest
@@ -88,7 +88,6 @@ def parse_args(argv=None):
     p.add_argument("--refine-iterations", type=int, default=30, help="L-BFGS iterations of the fine-tuning")
     p.add_argument("--st-fno-modes", default=None,
                    help="kept (t, y, x) modes of st-fno, e.g. 8,6,6 (default: the operator's)")
-    p.add_argument("--solver-samples", type=int, default=20, help="test inputs the solvers are timed and checked on")
     p.add_argument("--solver-grids", default="8,12,16,24,32,48",
                    help="coarser solver grids tried for the equal-accuracy speedup (those below the solve grid)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training and inference")
@@ -202,7 +201,7 @@ def solver_errors(problem, test_path: Path, args) -> dict:
     from sciops.solvers.navier_stokes import BlowUpError
 
     with open_dataset(test_path) as ds:
-        x, y = ds.get_batch(list(range(min(args.solver_samples, ds.n_samples))))
+        x, y = ds.get_batch(list(range(ds.n_samples)))  # the samples the surrogates' errors are over
     start = x[:, 0, -1].numpy() if x.dim() == 5 else x[:, 0].numpy()  # the last input state
     reference = y
     out = {}
