@@ -54,10 +54,12 @@ def fresh_seed(config: dict, n: int) -> int:
     return seed
 
 
-def _as_channels(fields, names: list[str], ndim: int) -> torch.Tensor:
-    """Fields (batch, [time,] *space) stacked channel-first: (batch, C, [time,] *space)."""
+def _as_channels(fields, names: list[str], problem) -> torch.Tensor:
+    """Fields (batch, [time,] *space[, C]) stacked channel-first: (batch, channels, [time,] *space)."""
     fields = fields if isinstance(fields, dict) else {names[0]: fields}
-    return torch.stack([torch.as_tensor(np.asarray(fields[k], dtype=np.float32)) for k in names], dim=1)
+    parts = [torch.as_tensor(np.asarray(fields[k], dtype=np.float32)) for k in names]
+    return torch.cat([p.movedim(-1, 1) if "channel" in problem.fields[k].dims else p.unsqueeze(1)
+                      for p, k in zip(parts, names)], dim=1)
 
 
 def output_layout(problem, name: str) -> tuple[bool, tuple[float, ...] | float]:
@@ -185,8 +187,8 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     pred = surrogate.solve(model_inputs)
     ndim = surrogate.ndim
     trajectory, extent = output_layout(problem, surrogate.outputs[0])
-    pred_t = _as_channels(pred, surrogate.outputs, ndim)
-    ref_t = _as_channels(outputs, surrogate.outputs, ndim)
+    pred_t = _as_channels(pred, surrogate.outputs, problem)
+    ref_t = _as_channels(outputs, surrogate.outputs, problem)
     grid = loss_options(problem).get("grid")
     errors = error_metrics(pred_t, ref_t, problem.geometry, spatial_dims=ndim if trajectory else None, extent=extent,
                            grid=grid)

@@ -3,7 +3,8 @@
 ``sciops.load(run_dir)`` returns a :class:`Surrogate`. ``surrogate.solve(inputs)`` (or
 ``surrogate(inputs)``) takes and returns what the problem's ``solve`` does: a bare array of shape
 (batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
-arrays otherwise; (batch, K, *space) for an input that is a segment of K records. numpy in gives
+arrays otherwise; (batch, K, *space) for an input that is a segment of K records; a field with C
+channels (a vector or complex field) is (..., C), channel last, as stored. numpy in gives
 numpy out (float32, computed without gradients); torch in gives torch out on the input's device,
 differentiable if grad mode is on. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
@@ -32,6 +33,9 @@ class Surrogate:
         # one input field feeding several channels is a vector field stored channel-last (..., C)
         channels = config["operator"]["in_channels"]
         self.field_channels = channels if len(self.inputs) == 1 and channels > 1 else None
+        # likewise one output field from several channels is returned channel-last
+        out_channels = config["operator"]["out_channels"]
+        self.output_channels = out_channels if len(self.outputs) == 1 and out_channels > 1 else None
         self._problem = None
 
     @classmethod
@@ -113,7 +117,12 @@ class Surrogate:
             with torch.inference_mode():
                 y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
         # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
-        out = {name: y[0, c] if single else y[:, c] for c, name in enumerate(self.outputs)}
+        if self.output_channels is not None:
+            out = {self.outputs[0]: y.movedim(1, -1)}
+        else:
+            out = {name: y[:, c] for c, name in enumerate(self.outputs)}
+        if single:
+            out = {k: v[0] for k, v in out.items()}
         out = {k: (v.to(source_device) if is_torch else v.cpu().numpy()) for k, v in out.items()}
         return out if len(out) > 1 else out[self.outputs[0]]
 

@@ -11,6 +11,7 @@ import torch
 import sciops
 from sciops import checkpoint as ckpt
 from sciops import problems
+from sciops.surrogate import Surrogate
 
 from small_settings import RESOLUTION
 
@@ -103,3 +104,18 @@ def test_missing_or_mismatched_checkpoints(trained_run, tmp_path):
     (run / ckpt.WEIGHTS).unlink()
     with pytest.raises(ValueError, match="weights.pt is missing"):
         sciops.load(run)
+
+
+@pytest.mark.parametrize("in_channels", [1, 2])
+def test_an_output_field_with_channels_comes_back_channel_last(in_channels):
+    model = torch.nn.Conv2d(in_channels, 2, kernel_size=1)  # channel c of the output: its own mix of inputs
+    config = {"fields": {"inputs": ["a"], "outputs": ["z"]},
+              "operator": {"ndim": 2, "in_channels": in_channels, "out_channels": 2}}
+    surrogate = Surrogate(model, config, torch.device("cpu"))
+    a = np.random.default_rng(0).standard_normal((3, 8, 8) + (in_channels,) * (in_channels > 1)).astype(np.float32)
+    z = surrogate.solve(a)
+    x = torch.as_tensor(a).unsqueeze(1) if in_channels == 1 else torch.as_tensor(a).movedim(-1, 1)
+    expected = model(x).detach().movedim(1, -1).numpy()
+    assert z.shape == (3, 8, 8, 2)
+    np.testing.assert_allclose(z, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(surrogate.solve(a[0]), expected[0], rtol=1e-6, atol=1e-6)
