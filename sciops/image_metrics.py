@@ -1,6 +1,7 @@
-"""Image quality metrics for 2D/3D magnitude images: PSNR and SSIM.
+"""Image quality metrics for 2D/3D magnitude images: PSNR, SSIM and the normalised error.
 
 * :func:`psnr`  10 log10(data_range^2 / mean((a - b)^2)) in dB, per image of a batch.
+* :func:`nrmse` ||a - b|| / ||b||, per image of a batch.
 * :func:`ssim`  the structural similarity of Wang et al. (2004) in any dimension, with the
   conventions of ``skimage.metrics.structural_similarity(..., gaussian_weights=True,
   use_sample_covariance=False, data_range=...)``: Gaussian window sigma = 1.5 truncated at 3.5
@@ -34,6 +35,13 @@ def psnr(pred, ref, data_range: float = 1.0, ndim: int | None = 3):
     mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
     with np.errstate(divide="ignore"):
         out = 10 * np.log10(data_range ** 2 / mse)
+    return out if batched else float(out[0])
+
+
+def nrmse(pred, ref, ndim: int | None = 3):
+    """Normalised error ||pred - ref|| / ||ref|| (a zero reference counts as norm 1e-30)."""
+    a, b, batched = _batched(pred, ref, ndim)
+    out = np.linalg.norm((a - b).reshape(len(a), -1), axis=1) / np.maximum(np.linalg.norm(b.reshape(len(b), -1), axis=1), 1e-30)
     return out if batched else float(out[0])
 
 

@@ -109,7 +109,7 @@ class ParticleSurrogate:
         path = ckpt.check_run_dir(path)
         config = ckpt.load_json(path / ckpt.CONFIG)
         operator = config.get("operator")
-        name = operator.get("name") if isinstance(operator, dict) else operator
+        name = operator.get("name") if isinstance(operator, dict) else None  # as kinds.of_run reads it
         if name != OPERATOR:
             raise ValueError(f"{path} holds operator {name!r}; expected a {OPERATOR} run directory")
         weights = ckpt.load_tensors(path / ckpt.WEIGHTS, map_location="cpu")

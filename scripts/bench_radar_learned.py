@@ -34,7 +34,7 @@ import torch
 
 import sciops
 from sciops.datasets import generate
-from sciops.image_metrics import psnr, ssim
+from sciops.image_metrics import nrmse, psnr, ssim
 from sciops.problems import get
 from sciops.training.config import TrainConfig
 from sciops.training.denoiser import LearnedDenoiser, train_denoiser
@@ -43,11 +43,6 @@ from sciops.training.trainer import train
 from machine import machine_line  # scripts/machine.py
 
 PNP = dict(iters=20, rho=0.05)  # bench_radar_recon.py's PnP-ADMM settings (sparsity strength 0.05)
-
-
-def nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
-    """||pred - ref|| / ||ref||."""
-    return float(np.linalg.norm(pred - ref) / np.linalg.norm(ref))
 
 
 def score(problem, methods: dict, scenes: int, seed: int) -> dict[str, dict[str, list[float]]]:

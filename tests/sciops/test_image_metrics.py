@@ -1,8 +1,8 @@
-"""PSNR and SSIM: exact values on images whose statistics are known in closed form."""
+"""PSNR, SSIM and the normalised error: exact values on images whose statistics are known in closed form."""
 import numpy as np
 import pytest
 
-from sciops.image_metrics import K1, ssim, psnr
+from sciops.image_metrics import K1, nrmse, psnr, ssim
 
 
 def test_psnr_of_a_constant_error():
@@ -10,6 +10,13 @@ def test_psnr_of_a_constant_error():
     assert psnr(a + 0.1, a) == pytest.approx([20.0, 20.0])
     assert psnr(a[0], a[0]) == np.inf
     assert psnr(a[0] * 2, a[0] * 2 + 0.2, data_range=2.0) == pytest.approx(20.0)
+
+
+def test_nrmse_per_image_of_a_batch():
+    a = np.random.default_rng(3).random((3, 6, 7, 8))
+    scale = np.array([0.5, 1.0, -2.0])[:, None, None, None]
+    np.testing.assert_allclose(nrmse(a * (1 + scale), a), [0.5, 1.0, 2.0], rtol=1e-12)
+    assert nrmse(a[0], a[0]) == 0.0
 
 
 def test_ssim_identity_and_constant_shift():
