@@ -86,13 +86,6 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
         json.dump({"writes": writes, "stderr": stderr.getvalue(), "code": code}, f)
 
 
-# On the 2-core CI box gloo intermittently aborts a rank (SIGABRT, "terminate called without an
-# active exception"), about one job in five, in the first training with an uneven last batch (where
-# one rank backpropagates a zero-weighted placeholder); root cause not found. A job killed by a
-# signal is rerun from scratch, at most ATTEMPTS times; any other failure fails at once.
-ATTEMPTS = 3
-
-
 def _two_process_job(out, data) -> None:
     procs = mp.start_processes(_worker, args=(_free_port(), str(data), str(out)), nprocs=2, join=False,
                                start_method="spawn")
@@ -106,14 +99,11 @@ def _two_process_job(out, data) -> None:
 
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory, data):
-    for attempt in range(1, ATTEMPTS + 1):
-        out = tmp_path_factory.mktemp("ddp_runs")
-        try:
-            _two_process_job(out, data)
-            return out
-        except mp.ProcessExitedException as error:
-            if error.signal_name is None or attempt == ATTEMPTS:
-                raise
+    # a rank that aborts at exit fails this fixture: distributed.shutdown() must have released
+    # the group's pending work (it aborted about one job in four before it collected the DDP cycles)
+    out = tmp_path_factory.mktemp("ddp_runs")
+    _two_process_job(out, data)
+    return out
 
 
 @pytest.fixture(scope="module")
