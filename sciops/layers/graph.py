@@ -2,7 +2,10 @@
 
 Conventions: point sets are (N, d) tensors; an edge list is ``(src, dst)``, two int64 tensors of
 length E on the points' device, and messages flow src -> dst. Aggregation is a sum or a mean over
-incoming edges with ``index_add_`` (native torch scatter; no torch-geometric needed).
+incoming edges with ``index_add_`` (native torch scatter; no torch-geometric needed). Features are
+gathered per edge with ``index_select``, not ``h[src]``: the backward of advanced indexing
+accumulates in a thread-dependent order on CPU, so training with several threads was not
+reproducible run to run; ``index_select``'s backward (``index_add_``) is.
 
 Neighbour search uses scipy's cKDTree on CPU copies of the (detached) positions: graphs are
 built outside autograd, which is how GNS-style simulators use them (the graph of the current
@@ -84,7 +87,7 @@ class Interaction(nn.Module):
         self.node = mlp(2 * hidden, hidden, hidden)
 
     def forward(self, h, e, src, dst):
-        e = e + self.edge(torch.cat([e, h[src], h[dst]], -1))
+        e = e + self.edge(torch.cat([e, h.index_select(0, src), h.index_select(0, dst)], -1))
         return h + self.node(torch.cat([h, aggregate(e, dst, len(h))], -1)), e
 
 
@@ -97,5 +100,5 @@ class KernelIntegral(nn.Module):
         self.kernel = mlp(in_features + dim, hidden, out_features)
 
     def forward(self, features, source, target, src, dst, scale: float):
-        rel = (source[src] - target[dst]) / scale
-        return aggregate(self.kernel(torch.cat([features[src], rel], -1)), dst, len(target), mean=True)
+        rel = (source.index_select(0, src) - target.index_select(0, dst)) / scale
+        return aggregate(self.kernel(torch.cat([features.index_select(0, src), rel], -1)), dst, len(target), mean=True)

@@ -118,7 +118,7 @@ class GIOROM(nn.Module):
         vel = (positions[:, 1:] - positions[:, :-1] - self.vel_mean) / self.vel_std
         h = self.node_encoder(torch.cat([self.types(types.long()), vel.reshape(len(x), -1)], -1))
         src, dst = radius_graph(x, self.radius)
-        rel = (x[dst] - x[src]) / self.radius
+        rel = (x.index_select(0, dst) - x.index_select(0, src)) / self.radius
         e = self.edge_encoder(torch.cat([rel, rel.norm(dim=-1, keepdim=True)], -1))
         for layer in self.before:
             h, e = layer(h, e, src, dst)
@@ -164,13 +164,13 @@ class KernelReconstruction(nn.Module):
         """Displacements (..., Q, d) of query points (Q, d) from the sparse particles' reference
         positions (S, d) and displacements (..., S, d) (leading dims: e.g. the frames of a rollout)."""
         src, dst = knn_graph(sparse_reference, query_reference, self.neighbours)
-        rel = sparse_reference[src] - query_reference[dst]
+        rel = sparse_reference.index_select(0, src) - query_reference.index_select(0, dst)
         k = src.numel() // len(query_reference)
         dist = rel.norm(dim=-1).view(-1, k)
         scale = dist.max(1, keepdim=True).values.clamp_min(1e-12)
         w = F.softplus(self.kernel((rel.view(-1, k, self.dim) / scale[..., None]))).squeeze(-1) + 1e-12  # (Q, k)
         w = w / w.sum(1, keepdim=True)
-        neighbours = sparse_displacement[..., src, :].reshape(sparse_displacement.shape[:-2] + (-1, k, self.dim))
+        neighbours = sparse_displacement.index_select(-2, src).reshape(sparse_displacement.shape[:-2] + (-1, k, self.dim))
         return (w[..., None] * neighbours).sum(-2)
 
 
