@@ -28,6 +28,12 @@ import torch
 CONFIG, WEIGHTS, STATE, METRICS = "config.json", "weights.pt", "state.pt", "metrics.jsonl"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file, then move it to ``path``."""
     path = Path(path)
@@ -37,6 +43,7 @@ def atomic_write(path: Path, write) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the group
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

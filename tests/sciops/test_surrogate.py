@@ -119,3 +119,15 @@ def test_an_output_field_with_channels_comes_back_channel_last(in_channels):
     assert z.shape == (3, 8, 8, 2)
     np.testing.assert_allclose(z, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(surrogate.solve(a[0]), expected[0], rtol=1e-6, atol=1e-6)
+
+
+def test_run_files_take_the_umask_like_any_other_file(trained_run, tmp_path):
+    # atomic writes go through mkstemp, whose 0600 would leave a run unreadable to the group
+    old = os.umask(0o027)
+    try:
+        ckpt.save_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640
+    for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.STATE, ckpt.METRICS):
+        assert (trained_run[0] / name).stat().st_mode & 0o777 == 0o666 & ~old, name
