@@ -84,6 +84,15 @@ def load_tensors(path: Path, map_location=None) -> Any:
         raise ValueError(f"{path} is truncated or not a torch checkpoint ({type(exc).__name__})") from None
 
 
+def first_difference(saved, given, path: str) -> str:
+    """"path.key: saved vs given" at the first place two JSON-like settings differ."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        for key in list(saved) + [k for k in given if k not in saved]:
+            if saved.get(key) != given.get(key):
+                return first_difference(saved.get(key), given.get(key), f"{path}.{key}")
+    return f"{path}: {json.dumps(saved)} in the run, {json.dumps(given)} now"
+
+
 def check_run_dir(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():

@@ -270,8 +270,9 @@ class ParticleTrainer:
                 if key == "data":  # the same data may have moved
                     mine, theirs = ({k: v for k, v in c.items() if k != "path"} for c in (mine, theirs or {}))
                 if mine != theirs:
-                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's")
-        elif (self.run_dir / ckpt.CONFIG).exists():
+                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
+                                     f"({ckpt.first_difference(theirs, mine, key)})")
+        elif (self.run_dir / ckpt.STATE).exists():  # a config.json alone is a run that failed before its first epoch
             raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
                              "or choose another directory")
 
@@ -332,11 +333,9 @@ class ParticleTrainer:
             reconstruction.load_state_dict(state["reconstruction"])
             optimizer.load_state_dict(state["optimizer"])
             history = state["history"]
-        else:
-            ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
-            if cfg.reconstruction_steps:
-                train_reconstruction(reconstruction, train_positions, min(cfg.n_sparse, self.positions.shape[2]),
-                                     steps=cfg.reconstruction_steps, lr=cfg.reconstruction_lr, seed=cfg.seed)
+        elif cfg.reconstruction_steps:
+            train_reconstruction(reconstruction, train_positions, min(cfg.n_sparse, self.positions.shape[2]),
+                                 steps=cfg.reconstruction_steps, lr=cfg.reconstruction_lr, seed=cfg.seed)
         H, T = stepper.history, self.positions.shape[1]
         windows = [(int(n), k) for n in self.train_idx for k in range(H, T - 1)]
         per_epoch = len(windows) if cfg.windows_per_epoch is None else min(cfg.windows_per_epoch, len(windows))
@@ -351,6 +350,8 @@ class ParticleTrainer:
             record = {"epoch": epoch + 1, "train_loss": total / per_epoch, "val": val, "lr": cfg.lr,
                       "windows": per_epoch, "seconds": seconds}
             history.append(record)
+            if epoch == 0:  # the run directory is written from its first epoch on: a failure before leaves nothing
+                ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
             if _finite_or_inf(val[SELECT]) < best:  # a rollout that blew up (NaN) never counts as best
                 best = val[SELECT]
                 ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, surrogate.weights())

@@ -18,7 +18,8 @@ normalisation statistics are the identity, computed from no data. Validation met
 supervised ones against the stored labels, so accuracy is measured the same way for every operator.
 
 Determinism and resume: the model is initialised from ``seed``; the batch order of epoch e comes
-from a generator seeded with (seed, e). After every epoch ``state.pt`` (model, optimiser,
+from a generator seeded with (seed, e). The run directory is first written at the end of epoch 1
+(``config.json`` with the rest), so a run that fails before leaves nothing. After every epoch ``state.pt`` (model, optimiser,
 scheduler, history) is replaced atomically and ``metrics.jsonl`` is rewritten from the history,
 so a run killed at any point and resumed with ``resume=True`` continues from the last completed
 epoch and ends with the same weights and the same metrics lines as an uninterrupted run.
@@ -195,9 +196,10 @@ class Trainer:
             mine = {**self.config, "data": {k: v for k, v in self.config["data"].items() if k != "path"}}
             for key in ("operator", "problem", "training", "data"):
                 if saved[key] != mine[key]:
-                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's")
+                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
+                                     f"({ckpt.first_difference(saved[key], mine[key], key)})")
             return saved["normalization"]
-        if (self.run_dir / ckpt.CONFIG).exists():
+        if state_path.exists():  # a config.json alone is a run that failed before its first epoch
             raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
                              "or choose another directory")
         return self._stats()
@@ -234,8 +236,6 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             history = state["history"]
             start_epoch = len(history)
-        elif ranks.is_main:
-            ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
 
         best = min((h["val"][cfg.select] for h in history), default=float("inf"))
         bar = Progress(cfg.epochs, initial=start_epoch, desc=f"train {self.config['operator']['name']}",
@@ -270,6 +270,8 @@ class Trainer:
             improved = val[cfg.select] < best
             best = min(best, val[cfg.select])
             if ranks.is_main:
+                if epoch == 0:  # the run directory is written from its first epoch on: a failure before leaves nothing
+                    ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
                 if improved:
                     ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
                 ckpt.save_tensors(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

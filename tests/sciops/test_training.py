@@ -79,7 +79,7 @@ def test_refuses_to_overwrite_a_run_or_resume_a_different_one(tmp_path, darcy_fi
     train("fno", darcy_file, tmp_path / "run", hparams=hparams, config=config, progress=False)
     with pytest.raises(ValueError, match="already holds a run; pass --resume"):
         train("fno", darcy_file, tmp_path / "run", hparams=hparams, config=config, progress=False)
-    with pytest.raises(ValueError, match="operator settings differ"):
+    with pytest.raises(ValueError, match=r"operator settings differ .*\(operator.hyperparameters.width: 8 in the run, 12 now\)"):
         train("fno", darcy_file, tmp_path / "run", hparams={**hparams, "width": 12}, config=config,
               resume=True, progress=False)
     with pytest.raises(ValueError, match="cannot resume"):
@@ -105,6 +105,24 @@ def test_bad_operator_settings_write_nothing(tmp_path, darcy_file):
     with pytest.raises(ValueError, match="unknown loss 'h'"):
         Trainer("fno", darcy_file, tmp_path / "run3", config=TrainConfig(loss="h"))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, darcy_file, monkeypatch):
+    config = TrainConfig(**{**SMALL_TRAINING, "epochs": 1})
+
+    def fail(self, model):
+        raise FloatingPointError("simulated failure in the first epoch")
+
+    with monkeypatch.context() as m:
+        m.setattr(TrainerClass, "validate", fail)
+        with pytest.raises(FloatingPointError):
+            train("fno", darcy_file, tmp_path / "run", hparams=SMALL_FNO, config=config, progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    # a config.json alone (the end of a run killed between its first two writes) is no run either
+    (tmp_path / "run").mkdir(exist_ok=True)
+    (tmp_path / "run" / ckpt.CONFIG).write_text("{}")
+    train("fno", darcy_file, tmp_path / "run", hparams=SMALL_FNO, config=config, progress=False)
+    assert json.loads((tmp_path / "run" / ckpt.CONFIG).read_text())["history"]["epochs"] == 1
 
 
 def test_toml_config(tmp_path):
