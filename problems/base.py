@@ -102,6 +102,10 @@ class Problem:
     # what a sample's outputs are, which picks the operators, trainer and evaluation that serve the
     # problem (``sciops.kinds``): "grid" fields, or "particles" trajectories
     data_kind: ClassVar[str] = "grid"
+    # the parameters that define the map from inputs to outputs (physics, recorded times), as
+    # opposed to the input distribution and the numerics: data that differ in one of them are
+    # another operator's (``sciops.evaluation.check_same_geometry`` refuses them)
+    operator_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)

@@ -39,6 +39,7 @@ class Darcy(Problem):
     """Darcy flow -div(a grad u) = f on the unit square, u = 0 on the boundary, random a."""
 
     name = "darcy"
+    operator_params = ("forcing",)
     geometry = "bounded"
     PARAMS = (
         Param("resolution", 64, int, "stored grid nodes per side", min=8, max=2049),

@@ -175,6 +175,7 @@ class NavierStokes(Problem):
 
     name = "navier-stokes"
     geometry = "periodic"
+    operator_params = ("viscosity", "forcing", "length", "drag", "t_final", "record_every", "input_steps")
     PARAMS = (
         Param("initial_condition", "fno", str, "initial vorticity distribution", choices=INITIAL_CONDITIONS),
         Param("viscosity", 1e-3, float, "kinematic viscosity nu", min=1e-7, max=10.0),

@@ -74,6 +74,7 @@ class Radar(Problem):
     """Near-field MIMO radar imaging: reflectivity magnitude from the normalised adjoint image."""
 
     name = "radar"
+    operator_params = ("array", "n_freqs", "f_min", "f_max", "extent_xy", "z_min", "z_max")
     geometry = "bounded"
     PARAMS = (
         Param("nz", 49, int, "image voxels along z (range)", min=2, max=1024),

@@ -77,6 +77,7 @@ class ShallowWater(Problem):
     """Rotating shallow water on the sphere: initial (phi, u, v) -> hourly trajectory."""
 
     name = "shallow-water"
+    operator_params = ("record_every", "records", "hyperdiffusion_time")
     geometry = "sphere"
     PARAMS = (
         Param("initial_condition", "random", str, "initial-state family", choices=INITIAL_CONDITIONS),

@@ -60,3 +60,16 @@ def test_bad_base_runs(tmp_path, darcy_file):
     with pytest.raises((ValueError, FileNotFoundError), match="nowhere"):
         Trainer("specboost", darcy_file, tmp_path / "b", hparams={"base": str(tmp_path / "nowhere")},
                 config=TrainConfig(**SMALL_TRAINING), progress=False)
+
+
+def test_boosting_on_data_of_another_operator_is_refused(tmp_path, trained_run):
+    from sciops import problems
+    from sciops.datasets import generate
+    from small_settings import RESOLUTION
+
+    other = generate(problems.get("darcy", resolution=RESOLUTION, forcing=2.0), 4, tmp_path / "f2.h5", seed=1,
+                     progress=False)
+    with pytest.raises(ValueError, match="generated with forcing=2.0, but the run was trained with forcing=1.0"):
+        Trainer("specboost", other, tmp_path / "b", hparams={"base": str(trained_run[0])},
+                config=TrainConfig(**{**SMALL_TRAINING, "val_fraction": 0.25}), progress=False)
+    assert not (tmp_path / "b").exists()

@@ -119,6 +119,17 @@ def test_evaluation_on_a_stored_trajectory_file(tmp_path):
     np.testing.assert_allclose(report["per_time"]["rel_l2"]["max"], np.abs(FACTORS), rtol=1e-4)
 
 
+@pytest.mark.parametrize("other", [dict(viscosity=2e-3), dict(record_every=0.125),
+                                   dict(forcing="none", resolution_check="off")])
+def test_evaluation_refuses_data_of_another_operator(tmp_path, other):
+    # the same problem and grid, but another map from w0 to the records: its errors would be meaningless
+    data_problem = problems.get("navier-stokes", **{**PARAMS, **other})
+    path = generate(data_problem, 1, tmp_path / "other.h5", seed=2, progress=False)
+    name = next(iter(other))
+    with pytest.raises(ValueError, match=f"generated with {name}=.*but the run was trained with {name}="):
+        evaluate(ScaledSolver(problems.get("navier-stokes", **PARAMS)), data=path)
+
+
 def test_cli_evaluate_of_a_trained_trajectory_operator(tmp_path, capsys):
     """generate -> train fno-rollout -> evaluate --fresh: per-time errors, figure and report."""
     from sciops.cli import main
