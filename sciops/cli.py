@@ -163,8 +163,11 @@ def cmd_finetune(args) -> None:
     check_refinable(surrogate.config, args.run_dir)  # before any data is read or sampled
     data = Path(args.data or surrogate.config["data"]["path"])
     reference = None
+    if args.data and not data.is_file():
+        raise FileNotFoundError(f"--data {data} not found")
     if data.is_file():  # reference records for the time-resolution check
         dataset = open_dataset(data)
+        check_same_geometry(dataset.problem, surrogate.problem, data)
         x, y = dataset.get_batch(list(range(min(4, dataset.n_samples))))
         start = x[:, 0] if x.dim() == y.dim() - 1 else x[:, 0, -1]
         reference = (start, y[:, 0])
@@ -184,6 +187,17 @@ def cmd_finetune(args) -> None:
     print(f"refined {args.run_dir} into {args.output}: relative H^-1 residual "
           f"{summary['relative_residual_before']:.4g} -> {summary['relative_residual_after']:.4g} "
           f"in {summary['iterations']} iterations ({summary['seconds']:.1f} s)")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def _residual_std(text: str):
@@ -343,11 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="run directory for the refined operator")
     p.add_argument("--inputs", help="refine on the inputs of this dataset (labels unused), e.g. the inputs to "
                                     "predict next; default: fresh inputs drawn from the problem")
-    p.add_argument("--samples", type=int, default=None,
+    p.add_argument("--samples", type=_positive_int, default=None,
                    help="unlabeled inputs drawn from the problem (default 64), or the first N of --inputs (default all)")
-    p.add_argument("--iterations", type=int, default=30,
+    p.add_argument("--iterations", type=_positive_int, default=30,
                    help="L-BFGS iterations, each a pass or more over all samples (default 30)")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (memory; default 8)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="samples per forward pass (memory; default 8)")
     p.add_argument("--data", help="reference dataset for the time-resolution check (default: the training file)")
     p.add_argument("--device", help="device (default: CUDA if present)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

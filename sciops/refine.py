@@ -162,6 +162,9 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     ``batch_size``. Returns a summary with the relative residuals before and after."""
     from sciops.surrogate import Surrogate
 
+    for name, value in (("iterations", iterations), ("batch_size", batch_size), ("inputs", len(inputs))):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"output directory {output} is not empty; choose another")
@@ -213,7 +216,8 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
         del initial
         if reference is not None:
             w0_ref, traj_ref = (torch.as_tensor(a, dtype=torch.float64, device=dev) for a in reference)
-            ref = relative_residual(equation, w0_ref, traj_ref, dt, alpha).mean().item()
+            ref_equation = navier_stokes_equation(problem, w0_ref.shape[-1], dev)  # the data's grid may differ
+            ref = relative_residual(ref_equation, w0_ref, traj_ref, dt, alpha).mean().item()
             if not ref < 0.5 * before:
                 raise ValueError(f"the reference trajectories' own relative H^-1 residual ({ref:.3g}) is not well below "
                                  f"the model's ({before:.3g}): records every {dt:g} time units are too coarse for the "

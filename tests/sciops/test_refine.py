@@ -231,3 +231,31 @@ def test_finetune_on_the_inputs_of_a_dataset(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip().endswith("holds darcy data, but the run was trained on navier-stokes"), err
     assert not list(tmp_path.glob("out*"))
+
+
+def test_finetune_refuses_bad_counts_and_reference_data_before_writing(trained, tmp_path, capsys):
+    root, data, run = trained
+    out = tmp_path / "out"
+    for option, value in (("--samples", 0), ("--iterations", -1), ("--batch-size", 0)):
+        assert _cli("finetune", run, "-o", out, option, value) == 2
+        assert f"argument {option}: expected an integer >= 1, got '{value}'" in capsys.readouterr().err
+    # a --data file the user names must exist and be data of the run's operator
+    other = tmp_path / "nu.h5"
+    params = [a for k, v in {**NS_PARAMS, "viscosity": 2e-2}.items() for a in ("--param", f"{k}={v}")]
+    assert _cli("generate", "navier-stokes", "-n", 1, "-o", other, "-q", *params) == 0
+    capsys.readouterr()
+    for reference, message in ((tmp_path / "nowhere.h5", "--data .*nowhere.h5 not found"),
+                               (other, "generated with viscosity=0.02, but the run was trained with viscosity=0.01")):
+        assert _cli("finetune", run, "-o", out, "--data", reference, "--samples", 2, "--iterations", 1) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err) and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_finetune_on_a_finer_grid_than_the_reference_data(trained, tmp_path):
+    # Spectral-Refiner at a finer grid than the model was trained on: the reference records keep theirs
+    _, data, run = trained
+    fine = tmp_path / "fine.h5"
+    params = [a for k, v in {**NS_PARAMS, "resolution": 32, "solve_resolution": 32}.items() for a in ("--param", f"{k}={v}")]
+    assert _cli("generate", "navier-stokes", "-n", 2, "-o", fine, "--seed", 9, "-q", *params) == 0
+    assert _cli("finetune", run, "-o", tmp_path / "r32", "--inputs", fine, "--iterations", 2, "-q") == 0
