@@ -32,6 +32,11 @@ REGISTRY: dict[str, str] = {
 # only operators that accept them get them, and data with such an axis needs such an operator.
 _FROM_DATA = ("in_channels", "out_channels", "ndim", "geometry", "time_steps", "input_steps")
 
+# Hyperparameters that count something (modes, channels, layers, levels, points): integers >= 1,
+# or lists of them where the operator takes one per dimension
+SIZES = ("modes", "last_modes", "width", "layers", "projection", "levels", "latent", "inner", "centres",
+         "encoder_resolution", "encoder_channels", "quad_radial", "quad_angular", "data_points", "resolution")
+
 
 def operator_class(name: str) -> type[nn.Module]:
     if name not in REGISTRY:
@@ -77,10 +82,34 @@ def build(name: str, *, in_channels: int, out_channels: int, ndim: int, geometry
     unknown = sorted(set(hparams) - set(allowed))
     if unknown:
         raise ValueError(f"operator {name}: unknown hyperparameter {unknown[0]!r}; expected one of {', '.join(allowed)}")
+    for key, value in hparams.items():
+        _check_value(name, key, value, allowed[key])
     _data_axis(name, "time_steps", time_steps, hparams)
     _data_axis(name, "input_steps", input_steps, hparams)
     return operator_class(name)(in_channels=in_channels, out_channels=out_channels, ndim=ndim,
                                 geometry=geometry, **hparams)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value(name: str, key: str, value, default) -> None:
+    """ValueError unless ``value`` is a size >= 1 (``SIZES``) or of its default's type."""
+    if key in SIZES and value is not None:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not (items and all(_is_int(v) and v >= 1 for v in items)):
+            raise ValueError(f"operator {name}: {key}={value!r} is not a size; expected an integer >= 1"
+                             + " or a list of them" * isinstance(default, (list, tuple)))
+        return
+    expected = {bool: "true or false", int: "an integer or a list of them (one per level)", float: "a number",
+                str: "a string"}
+    kind = next((t for t in expected if isinstance(default, t)), None)  # bool before int: bool is an int
+    fits = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
+            int: lambda v: _is_int(v) or (isinstance(v, (list, tuple)) and all(map(_is_int, v))),
+            float: lambda v: _is_int(v) or isinstance(v, float)}
+    if kind is not None and not fits[kind](value):
+        raise ValueError(f"operator {name}: {key}={value!r} has the wrong type; expected {expected[kind]}")
 
 
 def names() -> list[str]:

@@ -125,6 +125,25 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, darcy_
     assert json.loads((tmp_path / "run" / ckpt.CONFIG).read_text())["history"]["epochs"] == 1
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"width": 0}, "width=0 is not a size; expected an integer >= 1"),
+    ({"modes": "abc"}, "modes='abc' is not a size"),
+    ({"layers": -1}, "layers=-1 is not a size"),
+    ({"grid_embedding": "yes"}, "grid_embedding='yes' has the wrong type; expected true or false"),
+    ({"padding": "wide"}, "padding='wide' has the wrong type; expected a number"),
+])
+def test_hyperparameters_of_the_wrong_kind_are_refused_before_writing(tmp_path, darcy_file, bad, message):
+    with pytest.raises(ValueError, match=f"operator fno: {message}"):
+        train("fno", darcy_file, tmp_path / "run", hparams={**SMALL_FNO, **bad}, config=TrainConfig(**SMALL_TRAINING),
+              progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="unknown device 'foo'; expected auto, cpu, cuda or cuda:N"):
+        Trainer("fno", "never-read.h5", "never-written", config=TrainConfig(device="foo"))
+
+
 def test_toml_config(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[operator]\nmodes = 8\n[training]\nepochs = 3\nloss = "h-1"\n')
