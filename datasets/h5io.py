@@ -70,6 +70,9 @@ def open_read(path: str | os.PathLike, *, locking: bool = True) -> h5py.File:
     try:
         return h5py.File(path, "r") if locking else h5py.File(path, "r", locking=False)
     except OSError as first:
+        if "truncated file" in str(first):  # HDF5's SWMR open retries such a file without end
+            raise ValueError(f"{path} is truncated (HDF5: {first}); expected a complete file: regenerate it, "
+                             "or finish it with sciops generate --resume if it is a .partial") from None
         try:  # being written (SWMR), or left open-for-write by a killed writer
             return h5py.File(path, "r", swmr=True, locking=False)
         except OSError:

@@ -40,6 +40,14 @@ def open_dataset(path: str | os.PathLike, *, in_memory: bool | str = "auto") -> 
     return SciopsDataset(path, in_memory=in_memory)
 
 
+def _read_field(path, name: str, ds: h5py.Dataset, sel) -> np.ndarray:
+    """``ds[sel]``; a read HDF5 cannot decode (a corrupt file) is a ValueError naming the file and field."""
+    try:
+        return ds[sel]
+    except OSError as exc:
+        raise ValueError(f"{path}: field {name!r} cannot be read ({exc}); the file is corrupt, regenerate it") from None
+
+
 def _channel_first(arr: np.ndarray, info: S.FieldInfo, batched: bool) -> np.ndarray:
     """(B, *space[, C]) -> (B, C, *space), or (*space[, C]) -> (C, *space)."""
     axis = 1 if batched else 0
@@ -127,7 +135,8 @@ class SciopsDataset(Dataset):
             block = max(1, _LOAD_BLOCK_BYTES // max(info.sample_bytes, 1))
             for lo in range(0, self.n_samples, block):
                 hi = min(self.n_samples, lo + block)
-                out[lo:hi, c:c + info.channels] = _channel_first(ds[lo:hi], info, batched=True)
+                out[lo:hi, c:c + info.channels] = _channel_first(_read_field(self.path, name, ds, slice(lo, hi)),
+                                                                 info, batched=True)
             c += info.channels
         return torch.from_numpy(out)
 
@@ -139,8 +148,8 @@ class SciopsDataset(Dataset):
 
     def _read(self, names: list[str], sel: Any, batched: bool) -> np.ndarray:
         h5 = self._file()
-        parts = [_channel_first(np.asarray(h5[S.FIELDS][n][sel], dtype=np.float32), self.fields[n], batched)
-                 for n in names]
+        parts = [_channel_first(np.asarray(_read_field(self.path, n, h5[S.FIELDS][n], sel), dtype=np.float32),
+                                self.fields[n], batched) for n in names]
         return np.concatenate(parts, axis=1 if batched else 0) if len(parts) > 1 else parts[0]
 
     def _index(self, i: Any) -> int:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -153,3 +155,25 @@ def test_incomplete_files_are_refused(tmp_path, toy_cls):
     partial.rename(renamed)
     with pytest.raises(ValueError, match=r"incomplete sciops dataset \(4/8 samples written\).*--resume"):
         open_dataset(renamed)
+
+
+def test_truncated_file_is_refused_at_once(tmp_path, darcy16):
+    # HDF5's SWMR open (the fallback for files being written) retried a truncated file without end
+    path = generate(darcy16, 2, tmp_path / "d.h5", progress=False)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+    code = f"from sciops.datasets import open_dataset\nopen_dataset({str(cut)!r})"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "cut.h5 is truncated" in run.stderr.strip().splitlines()[-1], run.stderr
+
+
+def test_corrupt_data_is_an_error_naming_the_file_and_field(tmp_path, darcy16):
+    path = generate(darcy16, 2, tmp_path / "d.h5", progress=False)
+    with h5py.File(path, "r") as h5:
+        chunk = h5["fields"]["u"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset:chunk.byte_offset + chunk.size] = bytes(chunk.size)  # zeros: not what the filters wrote
+    path.write_bytes(bytes(data))
+    for in_memory in (True, False):
+        with pytest.raises(ValueError, match=r"d.h5: field 'u' cannot be read .*the file is corrupt"):
+            open_dataset(path, in_memory=in_memory).get_batch([0, 1])
