@@ -330,6 +330,8 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
     path = Path(path)
     if S.is_partial(path):
         raise ValueError(f"{path}: the output name must not end in {S.PARTIAL_SUFFIX!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; expected a file name for the dataset index")
     folder = shard_dir(path)
     ranges = shard_ranges(n, shard_size)
 

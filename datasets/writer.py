@@ -122,6 +122,9 @@ def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: i
         raise ValueError(f"{path}: the output name must not end in {S.PARTIAL_SUFFIX!r} (generate writes "
                          f"to that name while it runs)")
     partial = S.partial_path(path)
+    for taken in (path, partial):
+        if taken.is_dir():
+            raise IsADirectoryError(f"{taken} is a directory; expected a file name for the dataset")
     identity = _identity(problem, n, seed, start)
 
     if path.exists() and not overwrite:

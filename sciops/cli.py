@@ -7,11 +7,27 @@ message and no traceback; 1 on an internal failure (the traceback is shown). Eve
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
+# file-system conditions a user fixes (permissions, read-only or full disks): one line, exit 2
+ENVIRONMENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+OUTPUT_OPTIONS = ("output", "plot", "report")  # the verbs' output paths, checked before any work
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """ValueError unless ``path`` can be created: its nearest existing ancestor is a writable directory."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"--{option} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--{option} {path}: cannot write in {parent} (permission denied or read-only)")
 
 
 class UsageError(Exception):
@@ -383,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         args.argv = list(sys.argv[1:] if argv is None else argv)
+        for option in OUTPUT_OPTIONS:  # before any work: a run must not end on an unwritable path
+            if getattr(args, option, None):
+                _check_writable(Path(getattr(args, option)), option)
         return args.func(args) or 0
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
@@ -392,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
         print(f"sciops: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"sciops: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sciops: interrupted (rerun with --resume to continue)", file=sys.stderr)

@@ -57,6 +57,36 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, argv, me
     assert not list(tmp_path.glob("x.h5*")) and not (tmp_path / "r").exists()  # nothing half-written
 
 
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    (tmp_path / "out.h5").mkdir()
+    cases = [
+        (["generate", "darcy", "-n", "2", "-o", str(afile / "x.h5")], f"--output {afile / 'x.h5'}: {afile} is not a directory"),
+        (["evaluate", "no_such_run", "--plot", str(afile / "p.png")], f"--plot {afile / 'p.png'}: {afile} is not a directory"),
+        (["generate", "darcy", "-n", "2", "-o", str(tmp_path / "out.h5"), "--overwrite"],
+         "out.h5 is a directory; expected a file name for the dataset"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    # a read-only place (root may write anywhere, so the refusal is simulated): refused up front
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    code, _, err = run(capsys, "generate", "darcy", "-n", "2", "-o", str(tmp_path / "ro" / "x.h5"))
+    assert code == 2 and f"cannot write in {tmp_path} (permission denied or read-only)" in err
+    monkeypatch.undo()
+    # a disk that fills up or turns read-only mid-run: one line, exit 2
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.h5"))
+    monkeypatch.setattr("sciops.cli.cmd_generate", full)
+    code, _, err = run(capsys, "generate", "darcy", "-n", "2", "-o", str(tmp_path / "x.h5"))
+    assert code == 2 and err.strip() == f"sciops: error: No space left on device: {tmp_path / 'x.h5'}"
+    assert not list(tmp_path.glob("x.h5*"))
+
+
 def test_non_sciops_file(tmp_path, capsys):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:
