@@ -258,11 +258,10 @@ class ParticleTrainer:
         }
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back
 
-    def _check_start(self, resume: bool) -> None:
-        if resume:
-            if not (self.run_dir / ckpt.STATE).is_file():
-                raise ValueError(f"cannot resume: {self.run_dir / ckpt.STATE} not found (no completed epoch in "
-                                 f"{self.run_dir})")
+    def _check_start(self, resume: bool) -> bool:
+        """Check the run directory; whether the run resumes (``resume`` with no completed epoch
+        to resume starts afresh)."""
+        if resume and (self.run_dir / ckpt.STATE).is_file():
             saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
             saved["operator"].pop("parameters", None)
             for key in ("operator", "reconstruction", "n_sparse", "seed", "problem", "training", "data"):
@@ -272,9 +271,11 @@ class ParticleTrainer:
                 if mine != theirs:
                     raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
                                      f"({ckpt.first_difference(theirs, mine, key)})")
-        elif (self.run_dir / ckpt.STATE).exists():  # a config.json alone is a run that failed before its first epoch
+            return True
+        if (self.run_dir / ckpt.STATE).exists():  # a config.json alone is a run that failed before its first epoch
             raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
                              "or choose another directory")
+        return False
 
     @torch.no_grad()
     def validate(self, surrogate) -> dict[str, float]:
@@ -317,7 +318,7 @@ class ParticleTrainer:
         from sciops.particle_surrogate import ParticleSurrogate
 
         cfg = self.cfg
-        self._check_start(resume)
+        resume = self._check_start(resume)
         train_positions = self.positions[self.train_idx]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)

@@ -187,12 +187,11 @@ class Trainer:
         return {name: total / len(self.val_idx) for name, total in zip(totals, sums)}
 
     # --- main loop --------------------------------------------------------------------------------
-    def _start(self, resume: bool) -> dict:
-        """Check the run directory for a new or resumed run; the normalisation statistics to use."""
+    def _start(self, resume: bool) -> tuple[dict, bool]:
+        """Check the run directory for a new or resumed run: the normalisation statistics to use,
+        and whether the run resumes (``resume`` with no completed epoch to resume starts afresh)."""
         state_path = self.run_dir / ckpt.STATE
-        if resume:
-            if not state_path.is_file():
-                raise ValueError(f"cannot resume: {state_path} not found (no completed epoch in {self.run_dir})")
+        if resume and state_path.is_file():
             saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
             saved["operator"].pop("parameters", None)
             saved["data"].pop("path", None)
@@ -201,16 +200,16 @@ class Trainer:
                 if saved[key] != mine[key]:
                     raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
                                      f"({ckpt.first_difference(saved[key], mine[key], key)})")
-            return saved["normalization"]
+            return saved["normalization"], True
         if state_path.exists():  # a config.json alone is a run that failed before its first epoch
             raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
                              "or choose another directory")
-        return self._stats()
+        return self._stats(), False
 
     def fit(self, resume: bool = False) -> dict:
         cfg, ranks = self.cfg, self.ranks
         state_path = self.run_dir / ckpt.STATE
-        self.config["normalization"] = ddp.on_main(ranks, lambda: self._start(resume))
+        self.config["normalization"], resume = ddp.on_main(ranks, lambda: self._start(resume))
         norm = self.config["normalization"]
         for fn in [self.loss_fn, *self.metric_fns.values()]:
             for part in fn.modules():  # a sum of losses ("norm-l2+norm-h1") holds them as submodules

@@ -82,8 +82,9 @@ def test_refuses_to_overwrite_a_run_or_resume_a_different_one(tmp_path, darcy_fi
     with pytest.raises(ValueError, match=r"operator settings differ .*\(operator.hyperparameters.width: 8 in the run, 12 now\)"):
         train("fno", darcy_file, tmp_path / "run", hparams={**hparams, "width": 12}, config=config,
               resume=True, progress=False)
-    with pytest.raises(ValueError, match="cannot resume"):
-        train("fno", darcy_file, tmp_path / "never", hparams=hparams, config=config, resume=True, progress=False)
+    # resume with no completed epoch to continue (a run killed in its first epoch, or none yet) starts afresh
+    resumed = train("fno", darcy_file, tmp_path / "never", hparams=hparams, config=config, resume=True, progress=False)
+    assert resumed["epochs"] == 1 and (tmp_path / "never" / ckpt.STATE).is_file()
 
 
 @pytest.mark.parametrize("bad, message", [
