@@ -31,6 +31,29 @@ else:  # pragma: no cover
 SCHEDULERS = ("onecycle", "cosine", "step", "none")
 
 
+def _expected_type(annotation: str, value) -> str | None:
+    """What a field annotated ``annotation`` (e.g. "int | None") must hold, or None if ``value`` fits."""
+    base = annotation.removesuffix(" | None")
+    if value is None and base != annotation:
+        return None
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    kinds = {"int": (is_int, "an integer"), "float": (is_int or isinstance(value, float), "a number"),
+             "str": (isinstance(value, str), "a string"), "bool": (isinstance(value, bool), "true or false"),
+             "list[str]": (isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings")}
+    fits, what = kinds.get(base, (True, ""))
+    return None if fits else what
+
+
+def check_types(settings) -> None:
+    """ValueError naming the first field of the dataclass ``settings`` whose value has the wrong type
+    (a TOML ``batch_size = "abc"`` failed later with a TypeError traceback)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        what = _expected_type(f.type, value)
+        if what is not None:
+            raise ValueError(f"training config: {f.name}={value!r} has the wrong type; expected {what}")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 40
@@ -47,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
+        check_types(self)
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),

@@ -53,7 +53,7 @@ from sciops import checkpoint as ckpt
 from sciops.datasets.progress import Progress
 from sciops.operators.giorom import GIOROM, subsample
 from sciops.solvers.mpm.statistics import NAMES as STATISTICS, gns_statistics
-from sciops.training.config import TrainConfig
+from sciops.training.config import TrainConfig, check_types
 
 OPERATORS = {"giorom": GIOROM}  # particle operators, by name (``sciops.kinds``)
 FROM_DATA = ("dim", "bounds")   # constructor arguments taken from the dataset, not the user
@@ -183,6 +183,7 @@ class ParticleTrainConfig:
     split = TrainConfig.split  # the grid trainer's train / validation split, same rules
 
     def __post_init__(self):
+        check_types(self)
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.lr > 0, "lr must be > 0"),

@@ -92,6 +92,10 @@ def test_refuses_to_overwrite_a_run_or_resume_a_different_one(tmp_path, darcy_fi
     ({"scheduler": "linear"}, "scheduler must be one of"),
     ({"select": "h2"}, "select"),
     ({"val_fraction": 1.5}, "val_fraction"),
+    ({"batch_size": "abc"}, "batch_size='abc' has the wrong type; expected an integer"),
+    ({"batch_size": 2.5}, "batch_size=2.5 has the wrong type; expected an integer"),
+    ({"lr": "fast"}, "lr='fast' has the wrong type; expected a number"),
+    ({"metrics": "l2"}, "metrics='l2' has the wrong type; expected a list of strings"),
 ])
 def test_bad_training_settings(bad, message):
     with pytest.raises(ValueError, match=message):
