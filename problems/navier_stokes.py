@@ -385,7 +385,7 @@ class NavierStokes(Problem):
         if not np.issubdtype(w.dtype, np.floating):
             raise ValueError(f"{self.name}.solve expects floating-point w0, got {w.dtype}")
         whole = w.reshape((-1,) + w.shape[w.ndim - 2 - segment:])
-        finite = np.isfinite(whole).reshape(len(whole), -1).all(1)
+        finite = np.isfinite(whole).all(axis=tuple(range(1, whole.ndim)))
         if not finite.all():
             raise ValueError(f"{self.name}.solve: w0 of sample {int(np.argmin(finite))} contains NaN or Inf")
         # the flow is Markovian: the trajectory follows from the segment's last state

@@ -111,11 +111,13 @@ class Surrogate:
     def solve(self, inputs, batch_size: int = 64):
         """Predict outputs for ``inputs`` (see module docstring)."""
         x, single, is_torch, source_device = self._to_tensor(inputs)
+        # an empty batch gives an empty batch, as problem.solve does (shaped by a zero sample: FFTs refuse empty input)
+        batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [x.new_zeros((1,) + x.shape[1:])]
         if is_torch:
-            y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+            y = torch.cat([self.model(b) for b in batches])[:len(x)]
         else:
             with torch.inference_mode():
-                y = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+                y = torch.cat([self.model(b) for b in batches])[:len(x)]
         # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
         if self.output_channels is not None:
             out = {self.outputs[0]: y.movedim(1, -1)}

@@ -205,6 +205,12 @@ def test_solve_refuses_non_finite_input_naming_the_sample():
         small().solve(w0)
 
 
+def test_an_empty_batch_gives_an_empty_batch_of_trajectories():
+    p = small()
+    n = p.params["resolution"]
+    assert p.solve(np.zeros((0, n, n), np.float32)).shape == (0, p.time_steps, n, n)
+
+
 def test_blow_up_names_the_sample_index_in_the_dataset(monkeypatch):
     p = small()
     draw = p.sample_inputs

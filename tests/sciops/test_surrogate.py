@@ -33,6 +33,10 @@ def test_solve_matches_problem_contract(surrogate):
     np.testing.assert_allclose(surrogate(a[0]), u_hat[0], rtol=1e-5, atol=1e-7)  # one sample, no batch dim
 
 
+def test_an_empty_batch_gives_an_empty_batch(surrogate):
+    assert surrogate.solve(np.zeros((0, RESOLUTION, RESOLUTION), np.float32)).shape == (0, RESOLUTION, RESOLUTION)
+
+
 def test_torch_in_torch_out_and_differentiable(surrogate):
     a = torch.as_tensor(surrogate.problem.sample_inputs(2, seed=9), dtype=torch.float64).requires_grad_()
     u = surrogate.solve(a)
