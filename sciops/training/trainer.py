@@ -130,7 +130,7 @@ class Trainer:
                        "units": {k: problem.fields[k].units for k in problem.fields}},
             "data": {"path": str(self.data_path.resolve()), "seed": int(self.dataset.attrs["seed"]),
                      "n_samples": n, "n_train": n_train, "n_val": self.n_val,
-                     "resolution": list(x0.shape[2:])},
+                     "resolution": list(x0.shape[-space:])},
             "training": self.cfg.to_dict(),
         }
         self.config = json.loads(json.dumps(self.config))  # JSON form, as it will be read back

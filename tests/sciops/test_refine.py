@@ -220,6 +220,7 @@ def test_finetune_on_the_inputs_of_a_dataset(trained, tmp_path, capsys):
     from sciops import checkpoint as ckpt
 
     _, data, run = trained
+    assert ckpt.load_json(run / ckpt.CONFIG)["data"]["resolution"] == [16, 16]  # the grid, not (K, y, x)
     out = tmp_path / "on_inputs"
     assert _cli("finetune", run, "-o", out, "--inputs", data, "--samples", 8, "--iterations", 5, "-q") == 0
     summary = ckpt.load_json(out / ckpt.CONFIG)["refined"]
