@@ -93,6 +93,13 @@ def first_difference(saved, given, path: str) -> str:
     return f"{path}: {json.dumps(saved)} in the run, {json.dumps(given)} now"
 
 
+def load_error(exc: Exception) -> str:
+    """What ``load_state_dict``'s error says differs (its first line is a header naming the class)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0]
+    return detail if len(detail) <= 300 else detail[:297] + "..."
+
+
 def check_run_dir(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():

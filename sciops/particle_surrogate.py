@@ -119,8 +119,8 @@ class ParticleSurrogate:
             if surrogate.reconstruction is not None:
                 surrogate.reconstruction.load_state_dict(weights["reconstruction"])
         except (RuntimeError, TypeError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json ({first})") from None
+            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json "
+                             f"({ckpt.load_error(exc)})") from None
         return surrogate
 
     def __repr__(self) -> str:

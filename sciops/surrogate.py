@@ -51,8 +51,8 @@ class Surrogate:
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json ({first})") from None
+            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json "
+                             f"({ckpt.load_error(exc)})") from None
         return cls(model.to(device), config, device)
 
     @property

@@ -103,7 +103,7 @@ def test_missing_or_mismatched_checkpoints(trained_run, tmp_path):
     config = ckpt.load_json(run / ckpt.CONFIG)
     config["operator"]["hyperparameters"]["width"] += 1
     ckpt.save_json(run / ckpt.CONFIG, config)
-    with pytest.raises(ValueError, match="does not match the operator"):
+    with pytest.raises(ValueError, match=r"does not match the operator in config.json \(size mismatch for "):
         sciops.load(run)
     (run / ckpt.WEIGHTS).unlink()
     with pytest.raises(ValueError, match="weights.pt is missing"):
