@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sciops import problems
-from sciops.checkpoint import STATE, atomic_write
+from sciops.checkpoint import atomic_write
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ QUICK = DemoSettings(resolution=17, subsample=2, n_train=48, n_val=8, epochs=2, 
 
 def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) -> dict:
     from sciops.datasets import generate
+    from sciops.datasets.schema import DatasetExistsError
     from sciops.evaluation import evaluate, markdown, public, summary_line
     from sciops.plotting import plot_comparison
     from sciops.surrogate import Surrogate
@@ -58,7 +59,11 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) ->
     print(f"[1/3] generating {s.n_train + s.n_val} Darcy samples (solved at {problem.solve_resolution}^2, "
           f"stored at {s.resolution}^2) -> {data}")
     t0 = time.perf_counter()
-    generate(problem, s.n_train + s.n_val, data, seed=0, resume=True, progress=progress)
+    try:
+        generate(problem, s.n_train + s.n_val, data, seed=0, resume=True, progress=progress)
+    except DatasetExistsError:  # the writer's advice (--overwrite) is not an option of demo
+        raise ValueError(f"{out} holds the data of another demo (other settings: {'the full' if quick else 'a --quick'} "
+                         "run?); choose another directory with -o, or remove it") from None
     t_generate = time.perf_counter() - t0
 
     run_dir = out / "run"
@@ -67,7 +72,7 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) ->
                          val_fraction=s.n_val / (s.n_train + s.n_val))
     t0 = time.perf_counter()
     summary = train("fno", data, run_dir, hparams=dict(s.hparams), config=config,
-                    resume=(run_dir / STATE).is_file(), progress=progress)
+                    resume=True, progress=progress)
     t_train = time.perf_counter() - t0
 
     print(f"[3/3] evaluating against the solver on {s.fresh} fresh samples")

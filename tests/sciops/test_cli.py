@@ -111,3 +111,6 @@ def test_quick_demo(tmp_path, capsys):
     assert code == 0 and "speedup" in out
     for name in ("report.md", "report.json", "figure.png", "darcy.h5", "run/weights.pt"):
         assert (tmp_path / "demo" / name).is_file(), name
+    # the full demo into the quick one's folder: refused at once, with advice that demo can follow
+    code, _, err = run(capsys, "demo", "-o", str(tmp_path / "demo"), "-q")
+    assert code == 2 and "holds the data of another demo" in err and "--overwrite" not in err
