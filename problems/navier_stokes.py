@@ -234,6 +234,7 @@ class NavierStokes(Problem):
             w0 = Field(("y", "x"), "1", "input", "initial vorticity" + (" (after warm-up)" if p["warmup"] else ""))
         else:
             self.grid["t_in"] = p["record_every"] * np.arange(1 - k, 1)
+            self.grid_units["t_in"] = "1"
             w0 = Field(("t_in", "y", "x"), "1", "input",
                        f"the {k} recorded vorticity states up to t = 0" + (", the first after warm-up" if p["warmup"] else ""))
         self.fields = {

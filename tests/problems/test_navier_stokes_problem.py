@@ -295,6 +295,7 @@ def test_generate_cli_with_an_input_segment(tmp_path, capsys):
     ds = open_xarray(path)
     assert ds["w0"].dims == ("sample", "t_in", "y", "x")
     np.testing.assert_allclose(ds["t_in"].values, [-0.25, 0.0])
+    assert ds["t_in"].attrs["units"] == ds["t"].attrs["units"] == "1"
     with open_dataset(path) as data:
         x, y = data.get_batch([0, 1])
         assert x.shape == (2, 1, 2, 16, 16) and y.shape == (2, 1, 2, 16, 16)
