@@ -104,6 +104,14 @@ def test_train_load_and_evaluate_against_the_simulator(trained, tmp_path, capsys
     assert after < 0.5 * report["metrics"]["constant_velocity_mse"]["mean"]
 
 
+def test_evaluate_refuses_data_of_other_parameters_naming_the_first(trained, tmp_path):
+    other = tmp_path / "other.h5"
+    argv = [a if a != "n_particles=80" else "n_particles=60" for a in DATA]
+    assert main(["generate", "particles", "-n", "1", "-o", str(other), "--seed", "1", "-q", *argv]) == 0
+    with pytest.raises(ValueError, match="was generated with n_particles=60, but the run was trained with n_particles=80"):
+        evaluate(sciops.load(trained), data=other, progress_enabled=False)
+
+
 def test_evaluate_on_a_stored_dataset_and_its_markdown(trained, particle_file):
     report = evaluate(sciops.load(trained), data=particle_file, progress_enabled=False)
     assert report["source"]["data"] == str(particle_file) and report["samples"] == 6
