@@ -2,7 +2,8 @@
 
 Every field becomes a data variable with the dims of its ``dims`` attribute (``sample`` first, e.g.
 ``("sample", "y", "x")``) and attributes ``units``, ``role``, ``description``. Coordinates: each
-``grid/<coord>`` array (attribute ``units``, and any others such as ``quadrature_weights``), ``sample`` (the sample index) and ``seed`` (uint64
+``grid/<coord>`` array (attribute ``units``, and any others such as ``quadrature_weights``), ``sample`` (the
+sample index i that the sample's seed derives from: start .. start + n - 1 in a shard) and ``seed`` (uint64
 per-sample seed, along ``sample``). The root attributes become ``Dataset.attrs``, with JSON-valued
 ones decoded (``problem_params`` and ``solver`` are dicts, so write the result with
 ``to_netcdf`` only after re-encoding those two as strings).
@@ -34,7 +35,8 @@ def open_xarray(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
                 coord_attrs = {k: v if isinstance(v, np.ndarray) else S.decode_value(v) for k, v in ds.attrs.items()}
                 coord_attrs["units"] = coord_attrs.get("units", "")
                 coords[name] = xr.Variable((name,), ds[()], attrs=coord_attrs)
-        coords[S.SAMPLE_DIM] = xr.Variable((S.SAMPLE_DIM,), np.arange(n, dtype=np.int64))
+        start = int(attrs.get(S.ATTR_START, 0))  # a shard holds samples start .. start + n - 1
+        coords[S.SAMPLE_DIM] = xr.Variable((S.SAMPLE_DIM,), np.arange(start, start + n, dtype=np.int64))
         if S.SAMPLE_SEED in h5:
             coords["seed"] = xr.Variable((S.SAMPLE_DIM,), np.asarray(h5[S.SAMPLE_SEED][:n], dtype=np.uint64))
         data_vars = {}

@@ -126,6 +126,11 @@ def test_readers_see_one_dataset(index, serial, tmp_path):
     assert xr_got["u"].dims == ("sample", "y", "x")
     np.testing.assert_array_equal(xr_got["u"].values, xr_ref["u"].values)
     np.testing.assert_array_equal(xr_got["seed"].values, xr_ref["seed"].values)
+    shard = open_xarray(sorted(shard_dir(index).glob("shard-*.h5"))[1])  # one shard alone: its own samples
+    chosen = xr_ref.sel(sample=shard["sample"].values)
+    np.testing.assert_array_equal(shard["seed"].values, chosen["seed"].values)
+    np.testing.assert_array_equal(shard["u"].values, chosen["u"].values)
+    assert shard["sample"].values[0] > 0
     text = describe(index)
     assert f"{N} / {N} written, complete" in text and "virtual index over 5 shards in darcy.h5.shards/" in text
     # index and shard folder move together: the virtual sources are relative paths
