@@ -352,6 +352,10 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
                                        f"overwrite=True (--overwrite) to replace it")
         if not is_index:
             return path  # a complete single file of this dataset
+    serial = S.partial_path(path)
+    if serial.exists() and serial.stat().st_size > 0 and not overwrite:
+        raise ValueError(f"{serial} is an interrupted serial run of this output; resume it without --workers/"
+                         f"--scheduler, or pass overwrite=True (--overwrite) to start again on the cluster")
     states = {} if overwrite else _scan(folder, problem, seed, ranges)
     if states and not resume:
         raise ValueError(f"{folder} holds {len(states)} shard file(s) from an earlier run; pass resume=True "
@@ -379,6 +383,7 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
 
 def _remove_old(path: Path, folder: Path) -> None:
     path.unlink(missing_ok=True)
+    S.partial_path(path).unlink(missing_ok=True)  # a serial run's leftover
     if folder.is_dir():
         for file in folder.iterdir():
             if SHARD_RE.match(file.name):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sciops.cli import main
-from sciops.datasets import describe, generate, open_dataset, open_xarray
+from sciops.datasets import describe, generate, open_dataset, open_xarray, partial_path
 from sciops.datasets import sharded
 from sciops.datasets.sharded import SINGLE_THREAD_ENV, generate_sharded, merge, shard_dir
 from sciops.problems import get, sample_seed
@@ -277,6 +277,10 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
     assert main(base + ["--workers", "1", "--scheduler", "x:1"]) == 2  # a usage error (argparse)
     assert "not allowed with argument --workers" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+    # a serial run's .partial of the same output: resume it serially, not regenerate beside it
+    partial_path(out).write_bytes(b"\x89HDF")
+    assert "d.h5.partial is an interrupted serial run of this output; resume it without --workers" in \
+        _cli_error(capsys, base + ["--workers", "1", "--resume"])
 
 
 def test_default_shard_size_depends_only_on_n(problem):
