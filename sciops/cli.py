@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training dataset (HDF5)")
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.add_argument("--config", help="TOML file with [operator] and [training] tables")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="operator hyperparameter (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="operator hyperparameter as JSON (repeatable): --set width=32 --set modes=[6,12,12]")
     p.add_argument("--epochs", type=int)
     p.add_argument("--loss", help="training loss: l2, l1, h1, h-1, h0.5, ... (default h1)")
     p.add_argument("--batch-size", type=int)
@@ -412,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
         print(f"sciops: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `sciops problems | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS:
             raise

@@ -150,7 +150,7 @@ def check_observations(points, values, *, min_points: int = MIN_OBSERVATIONS) ->
     if outside.any():
         i = int(np.argmax(outside))
         raise ValueError(f"{int(outside.sum())} observation points lie outside the domain [0, 1]^2, "
-                         f"the first is point {i} at {tuple(points[i])}")
+                         f"the first is point {i} at ({', '.join(f'{c:g}' for c in points[i])})")
     return points, values
 
 

@@ -233,14 +233,15 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
             loss.backward()
             total += loss.item()
         bar.set_postfix_str(f"H^-1 residual^2 {total:.4g} of the start")
-        bar.update(1)
+        started = optimizer.state[weight].get("n_iter", 0)  # iterations begun (line searches evaluate more often)
+        bar.update(max(0, min(started, iterations) - bar.n))
         return torch.tensor(total, dtype=torch.float64)
 
     # One call runs all iterations: L-BFGS restarted call by call (max_iter=1) stalled after a few.
     # The strong Wolfe line search needs no learning rate.
     optimizer = torch.optim.LBFGS([weight], lr=1.0, max_iter=iterations, history_size=20,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-9, tolerance_change=1e-12)
-    bar = Progress(optimizer.defaults["max_eval"], desc="spectral-refiner", unit="evaluation", mode=progress)
+    bar = Progress(iterations, desc="spectral-refiner", unit="iteration", mode=progress)
     t0 = time.perf_counter()
     optimizer.step(objective)
     bar.close()

@@ -100,7 +100,7 @@ def _check_value(name: str, key: str, value, default) -> None:
         items = value if isinstance(value, (list, tuple)) else [value]
         if not (items and all(_is_int(v) and v >= 1 for v in items)):
             raise ValueError(f"operator {name}: {key}={value!r} is not a size; expected an integer >= 1"
-                             + " or a list of them" * isinstance(default, (list, tuple)))
+                             + " or a list of them (as JSON: [6,12,12])" * isinstance(default, (list, tuple)))
         return
     expected = {bool: "true or false", int: "an integer or a list of them (one per level)", float: "a number",
                 str: "a string"}

@@ -95,6 +95,15 @@ def test_non_sciops_file(tmp_path, capsys):
     assert code == 2 and "not a sciops dataset" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_reader_that_leaves_early_is_no_error():
+    # `sciops problems | head`: the pipe closes before sciops writes
+    proc = subprocess.Popen([sys.executable, "-m", "sciops", "problems"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and "Traceback" not in err, err
+
+
 def test_problems_lists_parameters(capsys):
     code, out, _ = run(capsys, "problems")
     assert code == 0 and "darcy" in out and "resolution" in out and "harmonic" in out

@@ -405,7 +405,7 @@ def test_model_error_widens_the_likelihood_and_the_posterior(dgno_run, observati
 
 
 @pytest.mark.parametrize("case, message", [
-    ("outside", "outside the domain"),
+    ("outside", r"outside the domain \[0, 1\]\^2, the first is point 3 at \(1.2, 0.5\)$"),
     ("nan", "NaN"),
     ("few", "too few"),
     ("shape", "shape"),
