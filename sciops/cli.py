@@ -157,13 +157,13 @@ def cmd_evaluate(args) -> None:
     surrogate = sciops.load(args.run_dir, device=args.device)
     fresh = None if args.data else (50 if args.fresh is None else args.fresh)
     report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data)
-    if args.plot:
-        kind.get("plot")(report, args.plot)
-    if args.report:
+    if args.report:  # before the figure: the figures are the report's, a failed plot must not lose them
         from sciops.checkpoint import atomic_write
 
         text = markdown(report) if args.report.endswith(".md") else json.dumps(public(report), indent=2) + "\n"
         atomic_write(Path(args.report), lambda f: f.write(text.encode()))
+    if args.plot:
+        kind.get("plot")(report, args.plot)
     print(summary_line(report))
 
 

@@ -33,6 +33,8 @@ def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0,
         ly, lx = (extent[-2], extent[-1]) if len(extent) >= 2 else (extent[0], extent[0])
     else:
         lx = ly = extent
+    if field.ndim == 4:  # a 3D field with channels (radar's real and imaginary parts): its magnitude
+        field = np.linalg.norm(field, axis=-1)
     if field.ndim == 3:
         field = field[field.shape[0] // 2]
     if field.ndim == 1:

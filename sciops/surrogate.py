@@ -116,7 +116,7 @@ class Surrogate:
         if is_torch:
             y = torch.cat([self.model(b) for b in batches])[:len(x)]
         else:
-            with torch.inference_mode():
+            with torch.no_grad():  # not inference_mode: tensors an operator caches here must serve autograd later
                 y = torch.cat([self.model(b) for b in batches])[:len(x)]
         # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
         if self.output_channels is not None:

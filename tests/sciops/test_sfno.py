@@ -104,6 +104,10 @@ def test_trains_through_the_trainer_and_round_trips(sw_file, tmp_path):
         x, y = ds.get_batch(list(range(12 - 2, 12)))
     pred = surrogate.solve({k: x[:, c].numpy() for c, k in enumerate(("phi0", "u0", "v0"))})
     pred = torch.stack([torch.as_tensor(pred[k]) for k in ("phi", "u", "v")], dim=1)
+    # torch in after numpy in: differentiable (the operator's cached transforms were inference tensors)
+    inputs = {k: x[:1, c].clone().requires_grad_() for c, k in enumerate(("phi0", "u0", "v0"))}
+    surrogate.solve(inputs)["phi"].sum().backward()
+    assert inputs["phi0"].grad is not None and torch.isfinite(inputs["phi0"].grad).all()
     loss = make_loss("norm-l2", geometry="sphere", grid="legendre-gauss", spatial_dims=2)
     norm = surrogate.config["normalization"]
     loss.set_statistics(norm["out_mean"], norm["out_std"])
