@@ -59,6 +59,7 @@ Reference: Y. Zang, P.-S. Koutsourelakis, arXiv:2502.06250 (2025), section on in
 """
 from __future__ import annotations
 
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -229,8 +230,11 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
     config = getattr(model, "config", None)
     if resolution is None:
         resolution = int(config["data"]["resolution"][-1]) if config and "data" in config else 29
-    if resolution < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    from sciops import problems
+
+    top = next(q.max for q in problems.get("darcy").PARAMS if q.name == "resolution")  # the darcy problem's range
+    if not 2 <= resolution <= top:
+        raise ValueError(f"resolution must be in [2, {top:g}] (nodes per side), got {resolution}")
     if n_samples < 1 or n_chains < 1 or steps < 0:
         raise ValueError("n_samples and n_chains must be >= 1 and steps >= 0")
     auto_residual = isinstance(residual_std, str)
@@ -370,12 +374,22 @@ def read_observations(path: str | Path) -> dict:
             if missing:
                 raise ValueError(f"{path}: HDF5 observation file needs datasets 'points' (M, 2) and 'values' (M,); "
                                  f"{missing[0]!r} is missing")
-            out = {k: np.asarray(h5[k][()], dtype=np.float64) for k in ("points", "values", "a_true", "beta0")
-                   if k in h5}
+            out = {}
+            for k in ("points", "values", "a_true", "beta0"):
+                if k in h5:
+                    try:
+                        out[k] = np.asarray(h5[k][()], dtype=np.float64)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"{path}: dataset {k!r} is not numeric") from None
         return out
     import csv
 
-    with open(path, newline="") as f:
+    # utf-8-sig: a spreadsheet's CSV export may start with a byte-order mark; anything else is not a CSV
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is neither an HDF5 file nor a text CSV with columns x, y, value") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         if not {"x", "y", "value"} <= set(columns):

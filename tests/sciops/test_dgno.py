@@ -475,6 +475,7 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
     ("latent", "latent size"),
     ("header", "columns x, y, value"),
     ("residual", "--residual-std"),
+    ("resolution", "resolution must be in [2, 2049] (nodes per side), got 100000"),
 ])
 def test_invert_cli_bad_input_exits_2(dgno_run, observations, tmp_path, capsys, case, message):
     _, run_dir, _ = dgno_run
@@ -499,7 +500,7 @@ def test_invert_cli_bad_input_exits_2(dgno_run, observations, tmp_path, capsys, 
         obs.write_text("a,b,c\n0.5,0.5,1.0\n")
     else:
         _write_csv(obs, points, values)
-    extra = ["--residual-std", "big"] if case == "residual" else []
+    extra = {"residual": ["--residual-std", "big"], "resolution": ["--resolution", "100000"]}.get(case, [])
     code = main(["invert", str(run_dir), "--obs", str(obs), "-o", str(tmp_path / "x.h5"), "--steps", "1", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
@@ -520,3 +521,20 @@ def test_invert_cli_checkpoint_latent_mismatch_exits_2(dgno_run, observations, t
     _write_csv(obs, points, values)
     assert main(["invert", str(edited), "--obs", str(obs), "-o", str(tmp_path / "x.h5")]) == 2
     assert "does not match the operator" in capsys.readouterr().err
+
+
+def test_observation_files_from_spreadsheets_and_bad_files(tmp_path):
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes("\ufeffx,y,value\n0.25,0.5,1.5\n".encode("utf-8"))  # a spreadsheet's byte-order mark
+    obs = read_observations(bom)
+    np.testing.assert_array_equal(obs["points"], [[0.25, 0.5]])
+    np.testing.assert_array_equal(obs["values"], [1.5])
+    binary = tmp_path / "junk.dat"
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match="junk.dat is neither an HDF5 file nor a text CSV with columns x, y, value"):
+        read_observations(binary)
+    text = tmp_path / "text.h5"
+    with h5py.File(text, "w") as h5:
+        h5["points"], h5["values"], h5["a_true"] = np.full((5, 2), 0.5), np.ones(5), "abc"
+    with pytest.raises(ValueError, match="text.h5: dataset 'a_true' is not numeric"):
+        read_observations(text)
