@@ -93,6 +93,7 @@ def test_time_step_auto_divides_records_and_unstable_dt_is_refused():
     (dict(nlat=16, nlon=16), "nlon=16 longitudes cannot resolve"),
     (dict(nlat=16, lmax=20), "lmax=20 cannot be served by 16 latitudes"),
     (dict(amplitude=2.0), "Mach number"),
+    (dict(amplitude=0.5), r"expected 0 < amplitude <= 0.25 \(stronger balanced states have a negative geopotential\)"),
     (dict(initial_condition="williamson2"), "initial_condition='williamson2' is out of range"),
 ])
 def test_bad_parameters(params, match):
