@@ -34,8 +34,8 @@ Initial conditions (``initial_condition``; ``amplitude`` means)
                     with energy spectrum l / (1 + (l / l0)^4) peaking at ``peak_degree``, zero
                     divergence, geopotential from the ``balance`` equation (nonlinear by default);
                     ``amplitude`` = the Mach number rms|V| / sqrt(g H) (default 0.1; SFNO used
-                    0.1-0.2; at most ``MAX_MACH`` = 0.25: over 64 draws at 16-64 latitudes the lowest
-                    geopotential was 31000 m^2/s^2 at 0.25, 12000 at 0.3, and negative at 0.35).
+                    0.1-0.2; at most ``MAX_MACH`` = 0.25: stronger balanced states can have a
+                    negative geopotential, which the solver refuses; tests/problems checks the margin).
     ``"galewsky"``  Galewsky et al. (2004) jet (u_max 80 m/s) balanced, with its height perturbation
                     of ``amplitude`` metres (default 120, the paper's) centred at 45 N and a longitude
                     drawn uniformly per sample (the paper's flow rotated about the axis).

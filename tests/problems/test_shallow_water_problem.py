@@ -155,3 +155,11 @@ def test_generate_cli_round_trip_with_lat_lon_and_weights(tmp_path, capsys):
         xb, yb = data.get_batch([0, 1])
         assert xb.shape == (2, 3, 12, 24) and yb.shape == (2, 3, 2, 12, 24)
         assert data.problem.params == p.params
+
+
+def test_the_strongest_allowed_random_states_keep_a_positive_geopotential_with_margin():
+    from sciops.problems.shallow_water import MAX_MACH
+
+    for nlat in (16, 32):
+        phi = small(nlat=nlat, amplitude=MAX_MACH).sample_inputs(32, seed=0)["phi0"]
+        assert phi.min() > 0.2 * phi.mean(), (nlat, phi.min(), phi.mean())
