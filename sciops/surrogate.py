@@ -4,7 +4,8 @@
 ``surrogate(inputs)``) takes and returns what the problem's ``solve`` does: a bare array of shape
 (batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
 arrays otherwise; (batch, K, *space) for an input that is a segment of K records; a field with C
-channels (a vector or complex field) is (..., C), channel last, as stored. numpy in gives
+channels (a vector or complex field) is (..., C), channel last, as stored (a 2-channel input may
+also be passed as complex numbers, read as (real, imaginary)). numpy in gives
 numpy out (float32, computed without gradients); torch in gives torch out on the input's device,
 differentiable if grad mode is on. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
@@ -74,6 +75,9 @@ class Surrogate:
         elif len(self.inputs) != 1:
             raise ValueError(f"this operator takes several input fields {self.inputs}: pass a dict")
         arrays = [fields[k] for k in self.inputs]
+        if self.field_channels == 2:  # a complex field (radar's adjoint image) may come as complex numbers
+            arrays = [torch.view_as_real(a) if isinstance(a, torch.Tensor) and a.is_complex()
+                      else np.stack([a.real, a.imag], -1) if np.iscomplexobj(a) else a for a in arrays]
         is_torch = isinstance(arrays[0], torch.Tensor)
         source_device = arrays[0].device if is_torch else None
         tensors = [a if is_torch else torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in arrays]

@@ -148,6 +148,9 @@ def test_surrogate_contract_and_round_trip(radar_runs):
     adjoint = problem.first_stage(out["measurements"])
     batch = surrogate.solve(adjoint)
     assert batch.shape == problem.solve(adjoint).shape == (3, 14, 11, 11)
+    complex_adjoint = adjoint[..., 0] + 1j * adjoint[..., 1]  # what problem.solve also accepts
+    np.testing.assert_array_equal(surrogate.solve(complex_adjoint), batch)
+    np.testing.assert_allclose(surrogate.solve(torch.as_tensor(complex_adjoint)).detach().numpy(), batch, atol=1e-6)
     # one sample, no batch dim (float32 convolutions may sum in another order for another batch size)
     np.testing.assert_allclose(surrogate.solve(adjoint[1]), batch[1], rtol=1e-4, atol=1e-6)
     # torch in, torch out; the weights reloaded give the same images
