@@ -122,14 +122,16 @@ def _time_surrogate(surrogate, inputs, repeats: int = 3) -> float:
 def image_comparison(problem, outputs: dict, pred: np.ndarray, surrogate_seconds: float, name: str) -> dict:
     """PSNR, SSIM, normalised error and seconds per sample of the surrogate's images ``pred`` and of
     ``problem.baselines(outputs)`` against the ground truth ``outputs[name]``."""
-    from sciops.image_metrics import nrmse, psnr, ssim
+    from sciops.image_metrics import SSIM_MIN_SIDE, nrmse, psnr, ssim
 
     truth = np.asarray(outputs[name], dtype=np.float64)
+    fits = min(truth.shape[1:]) >= SSIM_MIN_SIDE  # else SSIM is undefined (NaN): its window does not fit
     candidates = {"surrogate": (pred, surrogate_seconds), **problem.baselines(outputs)}
     table = {}
     for method, (images, seconds) in candidates.items():
         images = np.asarray(images, dtype=np.float64)
-        table[method] = {"psnr": float(np.mean(psnr(images, truth))), "ssim": float(np.mean(ssim(images, truth))),
+        table[method] = {"psnr": float(np.mean(psnr(images, truth))),
+                         "ssim": float(np.mean(ssim(images, truth))) if fits else float("nan"),
                          "nrmse": float(np.mean(nrmse(images, truth))), "seconds_per_sample": float(seconds)}
     return table
 

@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 SIGMA, TRUNCATE, K1, K2 = 1.5, 3.5, 0.01, 0.03
+SSIM_MIN_SIDE = 2 * int(TRUNCATE * SIGMA + 0.5) + 1  # the window must fit: 11 voxels per side
 
 
 def _batched(a, b, ndim: int | None):
@@ -56,8 +57,8 @@ def ssim(pred, ref, data_range: float = 1.0, ndim: int | None = 3):
 
     out = []
     for x, y in zip(a, b):
-        if min(x.shape) <= 2 * pad:
-            raise ValueError(f"ssim needs every image side > {2 * pad} voxels, got {x.shape}")
+        if min(x.shape) < SSIM_MIN_SIDE:
+            raise ValueError(f"ssim needs every image side > {SSIM_MIN_SIDE - 1} voxels, got {x.shape}")
         mx, my = f(x), f(y)
         vx, vy, cxy = f(x * x) - mx * mx, f(y * y) - my * my, f(x * y) - mx * my
         s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))

@@ -34,3 +34,19 @@ def test_ssim_identity_and_constant_shift():
         ssim(a, a[:-1])
     with pytest.raises(ValueError, match="every image side > 10"):
         ssim(np.zeros((5, 20, 20)), np.zeros((5, 20, 20)))
+
+
+def test_image_comparison_on_grids_too_small_for_ssim():
+    # radar allows grids of a few voxels per side: PSNR and the normalised error are still reported,
+    # SSIM (whose 11-voxel window does not fit) is NaN instead of failing the evaluation
+    from sciops.evaluation import image_comparison
+
+    truth = np.random.default_rng(4).random((2, 8, 8, 8))
+
+    class Stub:
+        def baselines(self, outputs):
+            return {"adjoint": (outputs["magnitude"] * 0.5, 0.01)}
+
+    table = image_comparison(Stub(), {"magnitude": truth}, truth + 0.1, 0.001, "magnitude")
+    assert table["surrogate"]["psnr"] == pytest.approx(20.0) and np.isnan(table["adjoint"]["ssim"])
+    assert table["adjoint"]["nrmse"] == pytest.approx(0.5)
