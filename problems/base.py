@@ -104,11 +104,20 @@ class Problem:
     data_kind: ClassVar[str] = "grid"
     # the parameters that define the map from inputs to outputs (physics, recorded times), as
     # opposed to the input distribution and the numerics: data that differ in one of them are
-    # another operator's (``sciops.evaluation.check_same_geometry`` refuses them)
+    # another operator's (:meth:`check_same_operator` refuses them)
     operator_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)
+
+    @classmethod
+    def check_same_operator(cls, data_params: dict, run_params: dict, source) -> None:
+        """ValueError naming the first of ``operator_params`` in which the parameters of data from
+        ``source`` differ from those a run was trained with."""
+        for name in cls.operator_params:
+            if data_params.get(name) != run_params.get(name):
+                raise ValueError(f"{source} was generated with {name}={data_params.get(name)}, but the run was "
+                                 f"trained with {name}={run_params.get(name)}; expected data of the same operator")
 
     @classmethod
     def validate_params(cls, params: dict[str, Any]) -> dict[str, Any]:

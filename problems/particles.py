@@ -78,6 +78,8 @@ class Particles(Problem):
               optional=True),
         Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
     )
+    # any setting changes the trajectories a learned stepper reproduces (scene, material, resolution, ...)
+    operator_params = tuple(p.name for p in PARAMS)
 
     def __init__(self, **params):
         super().__init__(**params)

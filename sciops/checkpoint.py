@@ -84,6 +84,17 @@ def load_tensors(path: Path, map_location=None) -> Any:
         raise ValueError(f"{path} is truncated or not a torch checkpoint ({type(exc).__name__})") from None
 
 
+def resumes(run_dir: Path, resume: bool) -> bool:
+    """Whether a training run in ``run_dir`` continues a saved one: ``resume`` and a completed epoch
+    (``state.pt``) to continue; without ``resume`` such a directory is refused. A ``config.json``
+    alone is a run that failed before its first epoch: a new run takes its place."""
+    saved = (Path(run_dir) / STATE).is_file()
+    if saved and not resume:
+        raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it "
+                         "or choose another directory")
+    return saved
+
+
 def first_difference(saved, given, path: str) -> str:
     """"path.key: saved vs given" at the first place two JSON-like settings differ."""
     if isinstance(saved, dict) and isinstance(given, dict):

@@ -406,19 +406,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
         return 2
-    except USER_ERRORS as exc:
+    except BrokenPipeError:  # e.g. `sciops problems | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
+    except (*USER_ERRORS, OSError) as exc:
+        if not isinstance(exc, USER_ERRORS) and exc.errno not in ENVIRONMENT_ERRNOS:
+            raise  # an internal failure: exit 1 with the traceback
         if getattr(exc, "rank0_copy", False):  # a training rank's copy of rank 0's error, printed there
             return 2
         message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
         print(f"sciops: error: {message}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # e.g. `sciops problems | head`: the reader left, nothing more to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
-        return 0
-    except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
-            raise
-        print(f"sciops: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sciops: interrupted (rerun with --resume to continue)", file=sys.stderr)

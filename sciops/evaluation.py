@@ -142,10 +142,7 @@ def check_same_geometry(data_problem, problem, path) -> None:
     resolution may differ: operators that serve other resolutions are checked by the surrogate)."""
     if data_problem.name != problem.name:
         raise ValueError(f"{path} holds {data_problem.name} data, but the run was trained on {problem.name}")
-    for name in problem.operator_params:
-        if data_problem.params.get(name) != problem.params.get(name):
-            raise ValueError(f"{path} was generated with {name}={data_problem.params.get(name)}, but the run was "
-                             f"trained with {name}={problem.params.get(name)}; expected data of the same operator")
+    problem.check_same_operator(data_problem.params, problem.params, path)
     ours, theirs = loss_options(problem), loss_options(data_problem)
     if ours != theirs:
         data_grid, run_grid = (", ".join(f"{k} {v}" for k, v in o.items()) for o in (theirs, ours))

@@ -60,12 +60,7 @@ def _stored_trajectories(surrogate, data):
 
     positions, types, attrs = read_trajectories(data)
     mine = surrogate.config["problem"]
-    if attrs["problem_params"] != mine["params"]:
-        stored = attrs["problem_params"]
-        name = next(k for k in [*mine["params"], *stored] if stored.get(k) != mine["params"].get(k))
-        theirs, ours = stored.get(name), mine["params"].get(name)
-        raise ValueError(f"{data} was generated with {name}={json.dumps(theirs)}, but the run was trained with "
-                         f"{name}={json.dumps(ours)}; expected data of the same problem")
+    surrogate.problem.check_same_operator(attrs["problem_params"], mine["params"], data)
     source = {"data": str(data), "seed": int(attrs["seed"])}
     return positions, types, float(attrs.get("solve_seconds", float("nan"))), source
 

@@ -12,6 +12,7 @@ The operator runs on the input's grid, so any resolution the operator supports i
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +118,9 @@ class Surrogate:
         x, single, is_torch, source_device = self._to_tensor(inputs)
         # an empty batch gives an empty batch, as problem.solve does (shaped by a zero sample: FFTs refuse empty input)
         batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [x.new_zeros((1,) + x.shape[1:])]
-        if is_torch:
+        # numpy in: no gradients (no_grad, not inference_mode: tensors an operator caches must serve autograd later)
+        with contextlib.nullcontext() if is_torch else torch.no_grad():
             y = torch.cat([self.model(b) for b in batches])[:len(x)]
-        else:
-            with torch.no_grad():  # not inference_mode: tensors an operator caches here must serve autograd later
-                y = torch.cat([self.model(b) for b in batches])[:len(x)]
         # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
         if self.output_channels is not None:
             out = {self.outputs[0]: y.movedim(1, -1)}

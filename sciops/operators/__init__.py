@@ -13,6 +13,8 @@ from importlib import import_module
 
 from torch import nn
 
+from sciops.value_types import EXPECTED, fits, is_int, kind_of
+
 REGISTRY: dict[str, str] = {
     "dgno": "sciops.operators.dgno:DGNO",
     "fno": "sciops.operators.fno:FNO",
@@ -90,26 +92,20 @@ def build(name: str, *, in_channels: int, out_channels: int, ndim: int, geometry
                                 geometry=geometry, **hparams)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_value(name: str, key: str, value, default) -> None:
-    """ValueError unless ``value`` is a size >= 1 (``SIZES``) or of its default's type."""
+    """ValueError unless ``value`` is a size >= 1 (``SIZES``) or of its default's type; an integer
+    setting may also be a list of integers (one per level, e.g. MgNO's smoothing steps)."""
     if key in SIZES and value is not None:
         items = value if isinstance(value, (list, tuple)) else [value]
-        if not (items and all(_is_int(v) and v >= 1 for v in items)):
+        if not (items and all(is_int(v) and v >= 1 for v in items)):
             raise ValueError(f"operator {name}: {key}={value!r} is not a size; expected an integer >= 1"
                              + " or a list of them (as JSON: [6,12,12])" * isinstance(default, (list, tuple)))
         return
-    expected = {bool: "true or false", int: "an integer or a list of them (one per level)", float: "a number",
-                str: "a string"}
-    kind = next((t for t in expected if isinstance(default, t)), None)  # bool before int: bool is an int
-    fits = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
-            int: lambda v: _is_int(v) or (isinstance(v, (list, tuple)) and all(map(_is_int, v))),
-            float: lambda v: _is_int(v) or isinstance(v, float)}
-    if kind is not None and not fits[kind](value):
-        raise ValueError(f"operator {name}: {key}={value!r} has the wrong type; expected {expected[kind]}")
+    kind = kind_of(default)
+    per_level = kind is int and isinstance(value, (list, tuple)) and all(map(is_int, value))
+    if kind is not None and not (fits(value, kind) or per_level):
+        expected = EXPECTED[kind] + " or a list of them (one per level)" * (kind is int)
+        raise ValueError(f"operator {name}: {key}={value!r} has the wrong type; expected {expected}")
 
 
 def names() -> list[str]:

@@ -66,11 +66,10 @@ class SpecBoost(nn.Module):
         if config["operator"]["name"] == "specboost":
             raise ValueError(f"{run} is already a specboost run; boost its base run instead")
         if problem is not None:  # the residual to learn is the base run's on this data: the same operator's
-            from sciops import problems
-            from sciops.evaluation import check_same_geometry
-
-            check_same_geometry(problem, problems.get(config["problem"]["name"], **config["problem"]["params"]),
-                                "the data to boost on")
+            if problem.name != config["problem"]["name"]:
+                raise ValueError(f"the data to boost on hold {problem.name} data, but {run} was trained on "
+                                 f"{config['problem']['name']}")
+            problem.check_same_operator(problem.params, config["problem"]["params"], "the data to boost on")
         base_config = {"operator": config["operator"], "normalization": config["normalization"]}
         return {**hparams, "base": str(run.resolve()), "base_config": base_config}
 

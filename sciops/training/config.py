@@ -23,6 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sciops.value_types import EXPECTED, fits
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -36,12 +38,10 @@ def _expected_type(annotation: str, value) -> str | None:
     base = annotation.removesuffix(" | None")
     if value is None and base != annotation:
         return None
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    kinds = {"int": (is_int, "an integer"), "float": (is_int or isinstance(value, float), "a number"),
-             "str": (isinstance(value, str), "a string"), "bool": (isinstance(value, bool), "true or false"),
-             "list[str]": (isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings")}
-    fits, what = kinds.get(base, (True, ""))
-    return None if fits else what
+    if base == "list[str]":
+        return None if isinstance(value, list) and all(isinstance(v, str) for v in value) else "a list of strings"
+    kind = {t.__name__: t for t in EXPECTED}.get(base)
+    return None if kind is None or fits(value, kind) else EXPECTED[kind]
 
 
 def check_types(settings) -> None:

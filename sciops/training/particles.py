@@ -262,21 +262,18 @@ class ParticleTrainer:
     def _check_start(self, resume: bool) -> bool:
         """Check the run directory; whether the run resumes (``resume`` with no completed epoch
         to resume starts afresh)."""
-        if resume and (self.run_dir / ckpt.STATE).is_file():
-            saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
-            saved["operator"].pop("parameters", None)
-            for key in ("operator", "reconstruction", "n_sparse", "seed", "problem", "training", "data"):
-                mine, theirs = self.config.get(key), saved.get(key)
-                if key == "data":  # the same data may have moved
-                    mine, theirs = ({k: v for k, v in c.items() if k != "path"} for c in (mine, theirs or {}))
-                if mine != theirs:
-                    raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
-                                     f"({ckpt.first_difference(theirs, mine, key)})")
-            return True
-        if (self.run_dir / ckpt.STATE).exists():  # a config.json alone is a run that failed before its first epoch
-            raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
-                             "or choose another directory")
-        return False
+        if not ckpt.resumes(self.run_dir, resume):
+            return False
+        saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
+        saved["operator"].pop("parameters", None)
+        for key in ("operator", "reconstruction", "n_sparse", "seed", "problem", "training", "data"):
+            mine, theirs = self.config.get(key), saved.get(key)
+            if key == "data":  # the same data may have moved
+                mine, theirs = ({k: v for k, v in c.items() if k != "path"} for c in (mine, theirs or {}))
+            if mine != theirs:
+                raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
+                                 f"({ckpt.first_difference(theirs, mine, key)})")
+        return True
 
     @torch.no_grad()
     def validate(self, surrogate) -> dict[str, float]:

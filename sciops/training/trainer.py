@@ -190,8 +190,7 @@ class Trainer:
     def _start(self, resume: bool) -> tuple[dict, bool]:
         """Check the run directory for a new or resumed run: the normalisation statistics to use,
         and whether the run resumes (``resume`` with no completed epoch to resume starts afresh)."""
-        state_path = self.run_dir / ckpt.STATE
-        if resume and state_path.is_file():
+        if ckpt.resumes(self.run_dir, resume):
             saved = ckpt.load_json(self.run_dir / ckpt.CONFIG)
             saved["operator"].pop("parameters", None)
             saved["data"].pop("path", None)
@@ -201,9 +200,6 @@ class Trainer:
                     raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
                                      f"({ckpt.first_difference(saved[key], mine[key], key)})")
             return saved["normalization"], True
-        if state_path.exists():  # a config.json alone is a run that failed before its first epoch
-            raise ValueError(f"run directory {self.run_dir} already holds a run; pass --resume to continue it "
-                             "or choose another directory")
         return self._stats(), False
 
     def fit(self, resume: bool = False) -> dict:
