@@ -6,7 +6,10 @@
   killed writer left behind, cannot be opened normally; it is then opened in SWMR-read mode
   without file locking, which HDF5 guarantees to be consistent for a SWMR writer's files.
 * :class:`WriterLock` is an advisory ``flock`` held by ``generate`` on its ``.partial`` file for
-  the whole run, so two processes never write (or resume) the same file. HDF5's own locking is
+  the whole run, so two processes never write (or resume) the same file; a second writer is told
+  which process holds it (:func:`lock_holder`, from ``/proc/locks``).
+* :func:`commit` is the only way a ``.partial`` becomes a dataset: it reads the closed file back,
+  checks counts and every sample's checksum, then fsyncs and renames. HDF5's own locking is
   switched off on that file (``locking=False``) because a SWMR writer drops it anyway and it would
   conflict with ours; readers of a ``.partial`` therefore also open it with ``locking=False``.
 * :func:`clear_write_flags` does what ``h5clear -s`` does: a SWMR writer killed with SIGKILL leaves
@@ -25,6 +28,8 @@ import os
 from pathlib import Path
 
 import h5py
+
+from sciops.datasets.checksums import verify_file
 
 try:  # POSIX only; on other platforms the writer lock is a no-op
     import fcntl
@@ -79,7 +84,44 @@ def open_read(path: str | os.PathLike, *, locking: bool = True) -> h5py.File:
             raise ValueError(f"{path} is not a sciops dataset (HDF5 cannot open it: {first})") from None
 
 
+def commit(partial: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Verify a closed ``.partial`` and rename it to ``path``: every sample written, ``complete`` set,
+    every checksum matching (read back through a fresh handle, so from the file, not a cache); then
+    fsync and ``os.replace``. A file that fails is left as it is and a ``CorruptDatasetError`` says why."""
+    from sciops.datasets import schema as S
+
+    partial, path = Path(partial), Path(path)
+    with open_read(partial, locking=False) as h5:
+        attrs = S.decode_attrs(h5.attrs)
+        n, written = int(attrs.get(S.ATTR_N_SAMPLES, -1)), int(attrs.get(S.ATTR_N_WRITTEN, -2))
+        if not attrs.get(S.ATTR_COMPLETE) or written != n:
+            raise S.CorruptDatasetError(f"{partial}: {written} of {n} samples recorded after writing all of them; "
+                                        f"not renamed to {path.name}")
+        first_bad = verify_file(h5, partial)
+    if first_bad < n:
+        raise S.CorruptDatasetError(f"{partial}: sample {first_bad} read back differs from what was written "
+                                    f"(checksum); not renamed to {path.name}")
+    with open(partial, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, path)
+    return path
+
+
 # --- writer lock --------------------------------------------------------------------------------
+def lock_holder(path: str | os.PathLike) -> int | None:
+    """The process id holding a ``flock`` on ``path``, from ``/proc/locks`` (Linux); None elsewhere."""
+    try:
+        inode = os.stat(path).st_ino
+        with open("/proc/locks") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                    return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class WriterLock:
     """Exclusive advisory lock on ``path`` (created empty if absent), held until :meth:`release`."""
 
@@ -96,8 +138,10 @@ class WriterLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise ValueError(f"{self.path} is being written by another process; wait for it to "
-                                 f"finish or stop it before resuming or overwriting") from None
+                holder = lock_holder(self.path)
+                who = f"process {holder}" if holder else "another process"
+                raise ValueError(f"{self.path} is being written by {who} now; wait for it to finish or stop "
+                                 f"it before resuming or overwriting") from None
             return self  # the filesystem cannot lock (ENOLCK, EOPNOTSUPP): go on without
         self.fd = fd
         return self

@@ -1,6 +1,7 @@
 """A human-readable summary of a dataset file, for ``sciops info``: :func:`describe`.
 
-Works on complete files, on incomplete ones and on ``.partial`` files being written or left by an
+Every written sample is checked against its checksum (see ``sciops.datasets.checksums``): a file
+that fails is a ``CorruptDatasetError``, never described as complete. Works on complete files, on incomplete ones and on ``.partial`` files being written or left by an
 interrupted run (it reports ``n_written / n_samples`` and the resume command). Raises the same
 errors as the readers for a missing file, a non-HDF5 file or an HDF5 file that is not a sciops
 dataset.
@@ -11,10 +12,11 @@ import os
 from pathlib import Path
 
 from sciops.datasets import schema as S
+from sciops.datasets.checksums import has_checksums, verify_file
 from sciops.datasets.h5io import open_read
 
 
-def _size(nbytes: float) -> str:
+def format_bytes(nbytes: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
@@ -43,7 +45,13 @@ def describe(path: str | os.PathLike) -> str:
             if S.GRID in h5 else {}
         stored = {name: h5[S.FIELDS][name].id.get_storage_size() for name in fields}
         compression = {name: h5[S.FIELDS][name].compression for name in fields}
-    lines = [f"{path}  ({_size(path.stat().st_size)})",
+        checked = has_checksums(h5)
+        first_bad = verify_file(h5, path, rows=written) if checked else written
+    if first_bad < written:  # a reader would refuse it: say so, never call it complete
+        raise S.CorruptDatasetError(f"{path}: sample {first_bad} does not match its checksum; the file is corrupt: "
+                                    f"regenerate it" + (f" (or resume it: `{S.resume_command(path, attrs)}`)"
+                                                        if not complete else ""))
+    lines = [f"{path}  ({format_bytes(path.stat().st_size)})",
              f"  problem    {attrs[S.ATTR_PROBLEM]}",
              f"  params     {_kv(attrs[S.ATTR_PARAMS])}",
              f"  seed       {attrs[S.ATTR_SEED]}",
@@ -54,11 +62,13 @@ def describe(path: str | os.PathLike) -> str:
     if shards:
         size = sum((path.parent / s).stat().st_size for s in shards)
         lines.append(f"  layout     virtual index over {len(shards)} shards in {Path(shards[0]).parent}/ "
-                     f"({_size(size)}); `sciops merge` writes one file")
+                     f"({format_bytes(size)}); `sciops merge` writes one file")
     elif attrs.get(S.ATTR_START):
         lines.append(f"  shard      samples {attrs[S.ATTR_START]}..{attrs[S.ATTR_START] + n - 1} of a sharded dataset")
     lines.append(f"  schema     {attrs[S.ATTR_SCHEMA]} (written by sciops {attrs.get(S.ATTR_VERSION, '?')}, "
                  f"created {attrs.get(S.ATTR_CREATED, '?')})")
+    lines.append(f"  verified   {written} samples match their checksums" if checked else
+                 "  verified   no: written before sciops stored checksums")
     solver = attrs.get(S.ATTR_SOLVER) or {}
     if isinstance(solver, dict) and "name" in solver:
         rest = {k: v for k, v in solver.items() if k != "name"}

@@ -6,7 +6,9 @@ channels in the file's ``input_fields`` order, ``y`` the output fields: a scalar
 "channel" contributes C channels (moved to the front). ``get_batch(indices)`` returns
 ``(X, Y)`` shaped (B, C, *space) in one read; a DataLoader uses it through ``__getitems__``.
 
-Only complete files open (see ``sciops.datasets.schema.validate``); a ``.partial`` or a file with
+Every sample read is checked against the checksum written with it (``sciops.datasets.checksums``):
+in memory when the file is opened, lazily on each read. Only complete files open (see
+``sciops.datasets.schema.validate``); a ``.partial`` or a file with
 ``complete`` false is refused with the ``sciops generate ... --resume`` command that finishes it.
 
 Memory: ``in_memory=True`` reads every input and output field into two tensors at open, block by
@@ -29,6 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from sciops.datasets import schema as S
+from sciops.datasets.checksums import verify_rows
 from sciops.datasets.h5io import open_read
 
 AUTO_IN_MEMORY_BYTES = 2 * 2**30
@@ -41,11 +44,14 @@ def open_dataset(path: str | os.PathLike, *, in_memory: bool | str = "auto") -> 
 
 
 def _read_field(path, name: str, ds: h5py.Dataset, sel) -> np.ndarray:
-    """``ds[sel]``; a read HDF5 cannot decode (a corrupt file) is a ValueError naming the file and field."""
+    """``ds[sel]``, checked against the samples' checksums; a read HDF5 cannot decode or a sample that
+    does not match (a corrupt file) is a ValueError naming the file, field and sample."""
     try:
-        return ds[sel]
+        data = ds[sel]
     except OSError as exc:
         raise ValueError(f"{path}: field {name!r} cannot be read ({exc}); the file is corrupt, regenerate it") from None
+    verify_rows(ds.file, name, sel, data, path)
+    return data
 
 
 def _channel_first(arr: np.ndarray, info: S.FieldInfo, batched: bool) -> np.ndarray:

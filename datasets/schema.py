@@ -12,6 +12,7 @@ Layout of one dataset file (see /ARCHITECTURE.md, "HDF5 dataset, schema version 
                            ``description``; unwritten samples read as NaN (the fill value)
     /samples/seed          uint64 (N,), the seed of sample i: ``sciops.problems.sample_seed(seed, i)``
     /samples/index         int64 (N,), the sample index i
+    /checksums/<name>      uint32 (N,), CRC-32 of sample i of field <name> (see ``sciops.datasets.checksums``)
 
 Root attributes: ``sciops_schema`` (1), ``problem`` (name), ``problem_params`` (JSON object that
 ``sciops.problems.get(problem, **params)`` accepts), ``sciops_version``, ``seed``, ``n_samples``
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sciops.datasets.checksums import CHECKSUMS, CorruptDatasetError  # noqa: F401  (part of the schema)
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)

@@ -60,9 +60,11 @@ import h5py
 import numpy as np
 
 from sciops.datasets import schema as S
-from sciops.datasets.h5io import WriterLock, killed_before_swmr, open_read
+from sciops.datasets.checksums import sample_checksums, verify_rows
+from sciops.datasets.h5io import WriterLock, commit, killed_before_swmr, open_read
 from sciops.datasets.progress import Progress
-from sciops.datasets.writer import _check_int, _differences, _identity, generate
+from sciops.datasets.resources import WriteError, check_fits, check_writable, is_write_failure
+from sciops.datasets.writer import _check_int, _differences, _identity, check_resources, generate
 from sciops.problems import Problem, get, sample_seed
 
 SHARDS_SUFFIX = ".shards"
@@ -116,7 +118,8 @@ def _generate_shard(name: str, params: dict[str, Any], n: int, path: str, seed: 
     torch = sys.modules.get("torch")  # imported by torch-based solvers; never imported here just for this
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)  # one core per worker process (OMP_NUM_THREADS may not be set on a cluster)
-    generate(problem, n, path, seed=seed, start=start, resume=True, batch_size=batch_size, progress=False)
+    generate(problem, n, path, seed=seed, start=start, resume=True, batch_size=batch_size, progress=False,
+             force=True)  # the driver checked the resources for all workers
     return n
 
 
@@ -248,6 +251,10 @@ def write_index(path: str | os.PathLike, problem: Problem, n: int, seed: int, sh
                 _virtual(group, name, rel, ranges, f"{S.FIELDS}/{name}", src.shape[1:], src.dtype, np.nan)
                 for key, value in src.attrs.items():
                     group[name].attrs[key] = value
+            if S.CHECKSUMS in first:
+                sums = out.create_group(S.CHECKSUMS, track_order=True)
+                for name in first[S.CHECKSUMS]:
+                    _virtual(sums, name, rel, ranges, f"{S.CHECKSUMS}/{name}", (), np.uint32, 0)
             samples = out.create_group(S.SAMPLES)
             _virtual(samples, "seed", rel, ranges, S.SAMPLE_SEED, (), np.uint64, 0)
             _virtual(samples, "index", rel, ranges, S.SAMPLE_INDEX, (), np.int64, -1)
@@ -306,7 +313,7 @@ def _malloc_trim(client) -> set[str]:
 def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: int = 0,
                      workers: int | None = None, scheduler: str | None = None, client=None,
                      shard_size: int | None = None, resume: bool = False, overwrite: bool = False,
-                     batch_size: int | None = None, progress: bool | None = None) -> Path:
+                     batch_size: int | None = None, progress: bool | None = None, force: bool = False) -> Path:
     """Generate ``n`` samples of ``problem`` as shards on Dask plus a virtual index ``path``.
 
     Exactly one of ``workers`` (a LocalCluster of that many single-threaded processes),
@@ -363,6 +370,9 @@ def generate_sharded(problem: Problem | str, n: int, path: str | os.PathLike, *,
     pending = [i for i in range(len(ranges)) if states.get(i) != "complete"]
 
     if pending:
+        check_writable(path)
+        check_resources(problem, sum(ranges[i][1] - ranges[i][0] for i in pending), path, batch_size=batch_size,
+                        force=force, processes=workers or 1)
         own_client, cluster = (None, None) if client is not None else _connect(workers, scheduler)
         try:
             if cluster is None and progress is not False and _malloc_trim(own_client or client):
@@ -419,9 +429,10 @@ def _run(client, problem: Problem, seed: int, batch_size: int | None, folder: Pa
 
 # --- merge ------------------------------------------------------------------------------------------------
 def merge(index: str | os.PathLike, output: str | os.PathLike, *, overwrite: bool = False,
-          progress: bool | None = None) -> Path:
+          progress: bool | None = None, force: bool = False) -> Path:
     """Write the dataset ``index`` (sharded or not) as one contiguous file ``output``, chunked and
-    compressed as the writer does; atomic (``output.partial``, then renamed)."""
+    compressed as the writer does; atomic (``output.partial``, verified, then renamed). Every sample
+    is checked against its checksum as it is read; a failed write removes the ``.partial``."""
     index, output = Path(index), Path(output)
     if S.is_partial(output):
         raise ValueError(f"{output}: the output name must not end in {S.PARTIAL_SUFFIX!r}")
@@ -430,12 +441,14 @@ def merge(index: str | os.PathLike, output: str | os.PathLike, *, overwrite: boo
     if output.exists() and not overwrite:
         raise S.DatasetExistsError(f"{output} exists; pass overwrite=True (--overwrite) to replace it")
     output.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(output)
     partial = S.partial_path(output)
     lock = WriterLock(partial).acquire()
     try:
         with open_read(index) as src:
             attrs, fields = S.validate(src, index)
             n = int(attrs[S.ATTR_N_SAMPLES])
+            check_fits(f"merging {index}", 0, sum(f.sample_bytes for f in fields.values()) * n, output, force=force)
             with h5py.File(partial, "w", libver=S.LIBVER, locking=False) as out:
                 for key, value in src.attrs.items():
                     if key != S.ATTR_SHARDS:
@@ -453,7 +466,12 @@ def merge(index: str | os.PathLike, output: str | os.PathLike, *, overwrite: boo
                 samples.create_dataset("seed", data=np.asarray(seeds, dtype=np.uint64))
                 idx = src[S.SAMPLE_INDEX][:] if S.SAMPLE_INDEX in src else np.arange(n)
                 samples.create_dataset("index", data=np.asarray(idx, dtype=np.int64), fillvalue=-1)
-        _fsync_replace(partial, output)
+        commit(partial, output)
+    except (OSError, RuntimeError) as exc:
+        partial.unlink(missing_ok=True)
+        if is_write_failure(exc) and not isinstance(exc, WriteError):
+            raise WriteError(partial, exc, f"removed {partial.name}; {index} is untouched") from None
+        raise
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -466,21 +484,25 @@ def _copy_fields(src, out, fields: dict[str, S.FieldInfo], n: int, index: Path, 
                  desc: str) -> None:
     """Copy every field block by block (one sample per chunk, compressed, as the writer stores it)."""
     group = out.create_group(S.FIELDS, track_order=True)
+    sums = out.create_group(S.CHECKSUMS, track_order=True)
     for name in fields:
         ds = src[S.FIELDS][name]
         dst = group.create_dataset(name, shape=ds.shape, dtype=S.FIELD_DTYPE, chunks=(1,) + ds.shape[1:],
                                    fillvalue=np.nan, **S.COMPRESSION)
         for key, value in ds.attrs.items():
             dst.attrs[key] = value
+        sums.create_dataset(name, (n,), dtype=np.uint32)
     block = max(1, _COPY_BLOCK_BYTES // max(sum(f.sample_bytes for f in fields.values()), 1))
     with Progress(n, desc=desc, mode=progress) as bar:
         for lo in range(0, n, block):
             hi = min(n, lo + block)
             for name in fields:
                 data = src[S.FIELDS][name][lo:hi]
+                verify_rows(src, name, slice(lo, hi), data, index)
                 finite = np.isfinite(data.reshape(hi - lo, -1)).all(axis=1)
                 if not finite.all():  # the writer never stores NaN: a hole in a virtual index
                     raise ValueError(f"{index}: field {name!r} of sample {lo + int(np.argmin(finite))} reads as "
                                      f"NaN/Inf; a shard is missing or damaged")
                 group[name][lo:hi] = data
+                sums[name][lo:hi] = sample_checksums(data)
             bar.update(hi - lo)

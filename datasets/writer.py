@@ -50,7 +50,9 @@ import h5py
 import numpy as np
 
 from sciops.datasets import schema as S
-from sciops.datasets.h5io import WriterLock, clear_write_flags, killed_before_swmr, open_read, open_swmr_write
+from sciops.datasets.checksums import CHECKSUMS, sample_checksums, verify_file
+from sciops.datasets.h5io import WriterLock, clear_write_flags, commit, killed_before_swmr, open_read, open_swmr_write
+from sciops.datasets.resources import SpaceReserve, WriteError, check_fits, check_writable, is_write_failure
 from sciops.datasets.progress import Progress
 from sciops.problems import Problem, get, sample_seed
 
@@ -70,14 +72,66 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def _sample_bytes(problem: Problem, names) -> int | None:
+    """float32 bytes of one sample of the fields ``names`` (None when a dim has no grid coordinate)."""
+    try:
+        return sum(4 * int(np.prod(problem.field_shape(f))) for f in names)
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
 def default_batch_size(problem: Problem) -> int:
     """16 samples, fewer when a sample's fields are large (at most ~256 MiB of fields per batch)."""
-    try:
-        per_sample = sum(4 * int(np.prod(problem.field_shape(f)))
-                         for f in problem.input_fields + problem.output_fields)
-    except (KeyError, TypeError, AttributeError):  # a field dim without a grid coordinate
+    per_sample = _sample_bytes(problem, problem.input_fields + problem.output_fields)
+    if per_sample is None:
         return DEFAULT_BATCH_SIZE
     return max(1, min(DEFAULT_BATCH_SIZE, DEFAULT_BATCH_BYTES // max(per_sample, 1)))
+
+
+def estimate(problem: Problem, n: int, batch_size: int | None = None) -> dict[str, int]:
+    """What generating ``n`` samples needs: ``memory`` (peak bytes, the problem's solver estimate for
+    one batch plus the batch's fields), ``disk`` (bytes of the file before compression: an upper
+    bound) and the ``batch_size`` used."""
+    batch_size = default_batch_size(problem) if batch_size is None else batch_size
+    per_sample = (_sample_bytes(problem, problem.fields) or 0) + 4 * len(problem.fields) + 16  # + checksums, seed, index
+    return {"memory": int(problem.peak_memory(batch_size)) + 2 * batch_size * per_sample,
+            "disk": n * per_sample + 2**20, "batch_size": batch_size}
+
+
+def check_resources(problem: Problem, n: int, path: Path, *, batch_size: int | None = None, force: bool = False,
+                    on_disk: int = 0, processes: int = 1) -> None:
+    """Refuse up front (``ResourceError``) a generation whose :func:`estimate` exceeds the memory or
+    free disk this machine has (``processes`` writers at once), naming the largest setting of the
+    problem's ``size_params`` that fits."""
+    need = estimate(problem, n, batch_size)
+    try:
+        check_fits(f"generating {n} samples of {problem.name}", processes * need["memory"],
+                   max(0, need["disk"] - on_disk), path, force=force)
+    except ValueError as exc:
+        hint = _largest_fitting(problem, n, batch_size, path)
+        raise type(exc)(f"{exc}{'; ' + hint if hint else ''}") from None
+
+
+def _largest_fitting(problem: Problem, n: int, batch_size: int | None, path: Path) -> str:
+    """'largest that fits: subsample=4' for the first size parameter that some smaller value rescues."""
+    from sciops.datasets.resources import ResourceError
+
+    for name in problem.size_params:
+        value = problem.params[name]
+        low = problem.param(name).min if problem.param(name).min is not None else 1
+        fits = None
+        while low <= value:  # largest v in [low, value] that fits (the estimates grow with v)
+            mid = (low + value) // 2
+            try:
+                smaller = get(problem.name, **{**problem.params, name: mid})
+                need = estimate(smaller, n, batch_size if batch_size is None else min(batch_size, default_batch_size(smaller)))
+                check_fits("", need["memory"], need["disk"], path)
+                fits, low = mid, mid + 1
+            except (ResourceError, ValueError):
+                value = mid - 1
+        if fits is not None:
+            return f"largest {name} that fits: {fits}"
+    return ""
 
 
 def _identity(problem: Problem, n: int, seed: int, start: int = 0) -> dict[str, Any]:
@@ -104,12 +158,13 @@ def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
 
 def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: int = 0, resume: bool = False,
              overwrite: bool = False, batch_size: int | None = None, progress: bool | None = None,
-             start: int = 0) -> Path:
+             start: int = 0, force: bool = False) -> Path:
     """Generate ``n`` samples of ``problem`` into the HDF5 dataset ``path``; return ``path``.
 
     ``progress``: None shows a tqdm bar on a terminal and periodic lines otherwise, True always a
     bar, False nothing. ``start``: index of the first sample (a shard of a larger dataset). See the
-    module docstring for ``resume`` and ``overwrite``.
+    module docstring for ``resume`` and ``overwrite``. ``force``: skip the memory and disk check
+    (:func:`check_resources`).
     """
     if isinstance(problem, str):
         problem = get(problem)
@@ -133,34 +188,67 @@ def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: i
         _check_final(path, identity)
         return path
     has_partial = partial.exists() and partial.stat().st_size > 0
-    if has_partial and not (resume or overwrite):
-        raise ValueError(f"{partial} exists from an interrupted run; pass resume=True (--resume) to continue "
-                         f"it, or overwrite=True (--overwrite) to start again")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = WriterLock(partial).acquire()
+    check_writable(path)
+    lock = WriterLock(partial).acquire()  # first: a running writer is named, not called interrupted
     h5 = None
     try:
-        if has_partial and resume and not killed_before_swmr(partial):
-            h5 = _open_for_resume(partial, identity, problem)
-        else:  # fresh, overwrite, or a .partial killed before it stored its first sample
-            h5 = _create(partial, problem, n, seed, start)
-        _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name, offset=start)
-        h5.attrs.modify(S.ATTR_COMPLETE, True)
-        h5.flush()
-        h5.close()
-        h5 = None
-        with open(partial, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, path)
-    finally:
-        if h5 is not None:
+        if has_partial and not (resume or overwrite):
+            raise ValueError(f"{partial} exists from an interrupted run; pass resume=True (--resume) to continue "
+                             f"it, or overwrite=True (--overwrite) to start again")
+        resuming = has_partial and resume and not killed_before_swmr(partial)
+        check_resources(problem, n, path, batch_size=batch_size, force=force,
+                        on_disk=partial.stat().st_size if resuming else 0)
+        failure = None
+        with SpaceReserve(partial, 2**20 + batch_size * (_sample_bytes(problem, problem.fields) or 0)) as reserve:
             try:
+                h5 = _open_for_resume(partial, identity, problem) if resuming else \
+                    _create(partial, problem, n, seed, start)
+                _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name, offset=start)
+                h5.attrs.modify(S.ATTR_COMPLETE, True)
+                h5.flush()
                 h5.close()
-            except Exception:  # never hide the error that got us here
-                pass
+                h5 = None
+            except (OSError, RuntimeError) as exc:
+                if not is_write_failure(exc):
+                    raise
+                reserve.release()  # room for HDF5 to flush and close the file cleanly ...
+                failure = exc.with_traceback(None)  # ... once the writing frames' HDF5 objects are gone
+                _close_quietly(h5)
+                h5 = None
+        if failure is not None:
+            raise WriteError(partial, failure, _salvage(partial))
+        commit(partial, path)
+    finally:
+        _close_quietly(h5)
+        if not partial.exists() or partial.stat().st_size == 0:  # the lock's empty file, nothing written
+            partial.unlink(missing_ok=True)
         lock.release()
     return path
+
+
+def _close_quietly(h5: h5py.File | None) -> None:
+    if h5 is not None:
+        try:
+            h5.close()
+        except Exception:  # never hide the error that got us here
+            pass
+
+
+def _salvage(partial: Path) -> str:
+    """After a failed write: keep the ``.partial`` if its recorded samples read back intact (resume
+    checks them again), otherwise remove it. Returns what was done, for the error message."""
+    try:
+        with open_read(partial, locking=False) as h5:
+            attrs, _ = S.validate(h5, partial, require_complete=False)
+            written = int(attrs[S.ATTR_N_WRITTEN])
+            good = verify_file(h5, partial, rows=written)
+        return (f"kept {partial.name} with {good} verified samples; free space, then rerun with --resume to "
+                f"continue it")
+    except (OSError, ValueError):
+        partial.unlink(missing_ok=True)
+        return f"removed {partial.name} (unreadable after the failed write); rerun to start again"
 
 
 def _check_final(path: Path, identity: dict[str, Any]) -> None:
@@ -194,12 +282,32 @@ def _open_for_resume(partial: Path, identity: dict[str, Any], problem: Problem) 
     clear_write_flags(partial)  # left set by a killed SWMR writer; we hold the writer lock
     try:
         if all(name in fields for name in problem.input_fields + problem.output_fields):
-            return open_swmr_write(partial, S.LIBVER)
-        # the first batch never got written (n_written is 0): datasets still to create, then SWMR
-        return h5py.File(partial, "r+", libver=S.LIBVER, locking=False)
+            h5 = open_swmr_write(partial, S.LIBVER)
+        else:  # the first batch never got written (n_written is 0): datasets still to create, then SWMR
+            h5 = h5py.File(partial, "r+", libver=S.LIBVER, locking=False)
     except OSError as exc:
         raise ValueError(f"cannot resume {partial}: HDF5 cannot open it for writing ({exc}); pass "
                          f"overwrite=True (--overwrite) to start again") from None
+    _roll_back_to_verified(h5, partial)
+    return h5
+
+
+def _roll_back_to_verified(h5: h5py.File, partial: Path) -> None:
+    """Resume from the first recorded sample that does not read back intact (a write lost to a full
+    disk before the error surfaced), so no damaged sample survives a resume."""
+    written = int(h5.attrs[S.ATTR_N_WRITTEN])
+    if CHECKSUMS not in h5:
+        if written:
+            raise ValueError(f"cannot resume {partial}: it was started by a sciops without per-sample checksums; "
+                             f"pass overwrite=True (--overwrite) to start again")
+        h5.create_group(CHECKSUMS, track_order=True)
+        return
+    good = verify_file(h5, partial, rows=written)
+    if good < written:
+        warnings.warn(f"{partial}: samples {good}..{written - 1} did not read back intact; they are written again",
+                      stacklevel=4)
+        h5.attrs.modify(S.ATTR_N_WRITTEN, np.int64(good))
+        h5.flush()
 
 
 def _create(partial: Path, problem: Problem, n: int, seed: int, start: int = 0) -> h5py.File:
@@ -230,6 +338,7 @@ def _create(partial: Path, problem: Problem, n: int, seed: int, start: int = 0) 
     samples = h5.create_group(S.SAMPLES)
     samples.create_dataset("seed", (n,), dtype=np.uint64)
     samples.create_dataset("index", (n,), dtype=np.int64, fillvalue=-1)
+    h5.create_group(CHECKSUMS, track_order=True)
     h5.flush()
     return h5
 
@@ -266,6 +375,7 @@ def _ensure_fields(h5: h5py.File, problem: Problem, arrays: dict[str, np.ndarray
         ds.attrs["units"] = field.units
         ds.attrs["role"] = field.role
         ds.attrs["description"] = field.description
+        h5[CHECKSUMS].create_dataset(name, (n,), dtype=np.uint32)
     if not h5.swmr_mode:
         h5.flush()
         h5.swmr_mode = True
@@ -294,6 +404,22 @@ def _batch_arrays(problem: Problem, inputs, outputs, count: int, start: int, see
     return out
 
 
+def _write_batch(h5: h5py.File, arrays: dict[str, np.ndarray], lo: int, hi: int, seed: int, offset: int) -> None:
+    """Rows ``lo .. hi-1`` of every field, its checksums, seeds and indices, flushed dataset by
+    dataset: HDF5 reports a failed chunk write only to H5Dflush (a dataset closed by the garbage
+    collector would swallow it)."""
+    opened = []
+    for name, arr in arrays.items():
+        opened += [h5[S.FIELDS][name], h5[CHECKSUMS][name]]
+        opened[-2][lo:hi] = arr
+        opened[-1][lo:hi] = sample_checksums(arr)
+    opened += [h5[S.SAMPLE_SEED], h5[S.SAMPLE_INDEX]]
+    opened[-2][lo:hi] = np.array([sample_seed(seed, offset + i) for i in range(lo, hi)], dtype=np.uint64)
+    opened[-1][lo:hi] = np.arange(offset + lo, offset + hi, dtype=np.int64)
+    for ds in opened:
+        ds.flush()
+
+
 def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_size: int,
                    progress: bool | None, desc: str, offset: int = 0) -> None:
     """Write samples ``offset + n_written .. offset + n - 1`` at rows ``n_written .. n - 1``."""
@@ -308,11 +434,7 @@ def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_siz
             inputs, outputs, seconds = problem.generate(hi - lo, seed, offset + lo)
             arrays = _batch_arrays(problem, inputs, outputs, hi - lo, offset + lo, seed)
             _ensure_fields(h5, problem, arrays, n)
-            for name, arr in arrays.items():
-                h5[S.FIELDS][name][lo:hi] = arr
-            h5[S.SAMPLE_SEED][lo:hi] = np.array([sample_seed(seed, offset + i) for i in range(lo, hi)],
-                                                 dtype=np.uint64)
-            h5[S.SAMPLE_INDEX][lo:hi] = np.arange(offset + lo, offset + hi, dtype=np.int64)
+            _write_batch(h5, arrays, lo, hi, seed, offset)
             h5.flush()  # the data first ...
             solve_total += float(seconds)
             attrs.modify(S.ATTR_N_WRITTEN, np.int64(hi))  # ... then the count that vouches for it

@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from sciops.datasets import schema as S
+from sciops.datasets.checksums import verify_rows
 from sciops.datasets.h5io import open_read
 
 
@@ -41,7 +42,9 @@ def open_xarray(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
             coords["seed"] = xr.Variable((S.SAMPLE_DIM,), np.asarray(h5[S.SAMPLE_SEED][:n], dtype=np.uint64))
         data_vars = {}
         for name, info in fields.items():
-            data_vars[name] = xr.Variable(info.dims, h5[S.FIELDS][name][:n],
+            values = h5[S.FIELDS][name][:n]
+            verify_rows(h5, name, slice(0, n), values, path)
+            data_vars[name] = xr.Variable(info.dims, values,
                                           attrs={"units": info.units, "role": info.role,
                                                  "description": info.description})
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

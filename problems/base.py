@@ -107,8 +107,29 @@ class Problem:
     # another operator's (:meth:`check_same_operator` refuses them)
     operator_params: ClassVar[tuple[str, ...]] = ()
 
+    # integer parameters that set the work per sample (grid sizes, refinement), largest first to
+    # shrink: the writer names the largest value that fits when a generation would not
+    size_params: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        return next(p for p in cls.PARAMS if p.name == name)
+
+    def peak_memory(self, batch_size: int) -> int:
+        """Bytes the solver needs for one batch of ``batch_size`` samples, beyond the process's base.
+
+        The default, eight float64 copies of every field of the batch, suits explicit solvers that
+        hold a few work arrays per stored field; problems whose solver grid or factorisation is
+        larger override it with a measured model.
+        """
+        try:
+            per_sample = sum(8 * int(np.prod(self.field_shape(f))) for f in self.fields)
+        except (KeyError, TypeError, AttributeError):  # a field dim without a grid coordinate
+            return 0
+        return 8 * batch_size * per_sample
 
     @classmethod
     def check_same_operator(cls, data_params: dict, run_params: dict, source) -> None:

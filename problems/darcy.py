@@ -55,6 +55,8 @@ class Darcy(Problem):
         Param("linear_solver", "direct", str, "sparse direct (SuperLU) or algebraic multigrid", choices=LINEAR_SOLVERS),
     )
 
+    size_params = ("subsample", "resolution")
+
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
@@ -77,6 +79,16 @@ class Darcy(Problem):
         p = self.params
         return {"name": "darcy-fd5", "averaging": p["averaging"], "linear_solver": p["linear_solver"],
                 "solve_resolution": self.solve_resolution, "forcing": p["forcing"]}
+
+    def peak_memory(self, batch_size: int) -> int:
+        """Peak bytes of solving one batch: SuperLU's factors grow as m log2 m for m unknowns (peak RSS
+        measured at 257^2-1025^2: 69-72 log2(m) bytes per node), pyamg's hierarchy as m (710-990 bytes
+        per node), for each of the solver's concurrent threads; plus the batch's fine-grid arrays."""
+        from sciops.solvers.darcy import default_workers
+
+        nodes = self.solve_resolution ** 2
+        per_solve = 80 * nodes * np.log2(max(nodes, 2)) if self.params["linear_solver"] == "direct" else 1100 * nodes
+        return int(min(batch_size, default_workers()) * per_solve + 4 * 8 * batch_size * nodes)
 
     # --- sampling ---------------------------------------------------------------------------------
     def _coefficient(self, rng: np.random.Generator, n: int) -> np.ndarray:

@@ -1,7 +1,9 @@
 """The ``sciops`` command line: problems, generate, merge, info, train, evaluate, invert, demo.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
-message and no traceback; 1 on an internal failure (the traceback is shown). Every verb has
+message and no traceback; 1 with a one-line message when the machine stops the work (a full disk,
+a read-only or forbidden path: ``sciops.datasets.resources.WriteError``); 1 with the traceback on an
+internal failure. Every verb has
 ``--help``.
 """
 from __future__ import annotations
@@ -14,20 +16,9 @@ import sys
 from pathlib import Path
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
-# file-system conditions a user fixes (permissions, read-only or full disks): one line, exit 2
+# file-system conditions of the machine (permissions, read-only or full disks): one line, exit 1
 ENVIRONMENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 OUTPUT_OPTIONS = ("output", "plot", "report")  # the verbs' output paths, checked before any work
-
-
-def _check_writable(path: Path, option: str) -> None:
-    """ValueError unless ``path`` can be created: its nearest existing ancestor is a writable directory."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"--{option} {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"--{option} {path}: cannot write in {parent} (permission denied or read-only)")
 
 
 class UsageError(Exception):
@@ -74,8 +65,19 @@ def cmd_generate(args) -> None:
     from sciops.datasets import generate
 
     problem = problems.get(args.problem, **_key_values(args.param, "--param"))
+    if args.dry_run:
+        from sciops.datasets.info import format_bytes
+        from sciops.datasets.resources import available_memory, free_disk
+        from sciops.datasets.writer import estimate
+
+        need, have = estimate(problem, args.n, args.batch_size), available_memory()
+        print(f"{args.n} samples of {problem.name} in batches of {need['batch_size']}: peak memory about "
+              f"{format_bytes(need['memory'])} ({'unknown' if have is None else format_bytes(have)} available), "
+              f"file at most {format_bytes(need['disk'])} before compression ({format_bytes(free_disk(args.output))} "
+              f"free); nothing written")
+        return
     common = dict(seed=args.seed, resume=args.resume, overwrite=args.overwrite, batch_size=args.batch_size,
-                  progress=None if not args.quiet else False)
+                  progress=None if not args.quiet else False, force=args.force)
     if args.workers is not None or args.scheduler is not None:
         from sciops.datasets.sharded import generate_sharded
 
@@ -284,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (tcp://host:8786)")
     p.add_argument("--shard-size", type=int, help="samples per shard with --workers/--scheduler "
                    "(default max(32, ceil(N/256)))")
+    p.add_argument("--dry-run", action="store_true", help="print the memory and disk estimates, solve nothing")
+    p.add_argument("--force", action="store_true", help="run even where the estimates exceed the free memory or disk")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_generate)
 
@@ -399,9 +403,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         args.argv = list(sys.argv[1:] if argv is None else argv)
+        from sciops.datasets.resources import check_writable
+
         for option in OUTPUT_OPTIONS:  # before any work: a run must not end on an unwritable path
             if getattr(args, option, None):
-                _check_writable(Path(getattr(args, option)), option)
+                check_writable(Path(getattr(args, option)), f"--{option}")
         return args.func(args) or 0
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
@@ -409,14 +415,20 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `sciops problems | head`: the reader left, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 0
-    except (*USER_ERRORS, OSError) as exc:
-        if not isinstance(exc, USER_ERRORS) and exc.errno not in ENVIRONMENT_ERRNOS:
+    except (*USER_ERRORS, OSError, RuntimeError) as exc:
+        from sciops.datasets.resources import WriteError, error_number
+
+        environment = isinstance(exc, WriteError) or (not isinstance(exc, USER_ERRORS) and
+                                                      error_number(exc) in ENVIRONMENT_ERRNOS)
+        if not environment and not isinstance(exc, USER_ERRORS):
             raise  # an internal failure: exit 1 with the traceback
+        code = 1 if environment else 2
         if getattr(exc, "rank0_copy", False):  # a training rank's copy of rank 0's error, printed there
-            return 2
-        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror and exc.filename else exc
-        print(f"sciops: error: {message}", file=sys.stderr)
-        return 2
+            return code
+        if environment and not isinstance(exc, WriteError):  # e.g. torch.save's RuntimeError on a full disk
+            exc = WriteError(getattr(exc, "filename", None) or "output", exc)
+        print(f"sciops: error: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("sciops: interrupted (rerun with --resume to continue)", file=sys.stderr)
         return 130

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -181,7 +182,7 @@ def test_resume_without_partial_just_generates(tmp_path, darcy16):
 def test_partial_locked_by_another_writer_is_refused(tmp_path, darcy16):
     path = tmp_path / "d.h5"
     with WriterLock(partial_path(path)):
-        with pytest.raises(ValueError, match="being written by another process"):
+        with pytest.raises(ValueError, match=rf"being written by process {os.getpid()} now"):
             generate(darcy16, 3, path, resume=True, progress=False)
     generate(darcy16, 3, path, resume=True, progress=False)  # empty leftover from the lock: fine
     assert path.exists()
