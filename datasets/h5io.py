@@ -30,6 +30,7 @@ from pathlib import Path
 import h5py
 
 from sciops.datasets.checksums import verify_file
+from sciops.datasets.resources import SpaceReserve, is_write_failure
 
 try:  # POSIX only; on other platforms the writer lock is a no-op
     import fcntl
@@ -82,6 +83,34 @@ def open_read(path: str | os.PathLike, *, locking: bool = True) -> h5py.File:
             return h5py.File(path, "r", swmr=True, locking=False)
         except OSError:
             raise ValueError(f"{path} is not a sciops dataset (HDF5 cannot open it: {first})") from None
+
+
+def write_guarded(partial: str | os.PathLike, reserve_bytes: int, open_file, write) -> BaseException | None:
+    """Open an HDF5 file with ``open_file()``, run ``write(h5)`` and close it, keeping
+    ``reserve_bytes`` free beside it (:class:`~sciops.datasets.resources.SpaceReserve`).
+
+    A write the machine refuses (full disk, read-only, permissions) gives the reserve back, frees the
+    writing frames' HDF5 objects and closes the file cleanly; the failure is then returned (not
+    raised) so the caller can say what it leaves behind. Any other error is raised as usual.
+    """
+    h5 = None
+    failure = None
+    with SpaceReserve(partial, reserve_bytes) as reserve:
+        try:
+            h5 = open_file()
+            write(h5)
+        except (OSError, RuntimeError) as exc:
+            if not is_write_failure(exc):
+                raise
+            reserve.release()  # room for HDF5 to flush and close the file cleanly ...
+            failure = exc.with_traceback(None)  # ... once the writing frames' HDF5 objects are gone
+        finally:
+            if h5 is not None:
+                try:
+                    h5.close()
+                except (OSError, RuntimeError) as exc:
+                    failure = failure or exc.with_traceback(None)
+    return failure
 
 
 def commit(partial: str | os.PathLike, path: str | os.PathLike) -> Path:

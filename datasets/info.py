@@ -14,14 +14,7 @@ from pathlib import Path
 from sciops.datasets import schema as S
 from sciops.datasets.checksums import has_checksums, verify_file
 from sciops.datasets.h5io import open_read
-
-
-def format_bytes(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return ""  # pragma: no cover
+from sciops.datasets.resources import format_bytes
 
 
 def _seconds(s: float) -> str:

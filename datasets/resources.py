@@ -24,11 +24,18 @@ import resource
 import uuid
 from pathlib import Path
 
-from sciops.datasets.info import format_bytes
-
 _CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
            errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-           errno.EPERM: "operation not permitted", errno.EIO: "input/output error"}
+           errno.EPERM: "operation not permitted", errno.EIO: "input/output error",
+           errno.EFBIG: "file too large for this process's size limit"}
+
+
+def format_bytes(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""  # pragma: no cover
 
 
 class WriteError(OSError):
@@ -111,8 +118,8 @@ class SpaceReserve:
     """
 
     def __init__(self, beside: str | os.PathLike, nbytes: int) -> None:
-        beside = Path(beside)
-        self.path = beside.with_name(f".{beside.name}.reserve")
+        self.beside = Path(beside)
+        self.path = self.beside.with_name(f".{self.beside.name}.reserve")
         self.nbytes = int(nbytes)
 
     def __enter__(self) -> "SpaceReserve":
@@ -124,8 +131,8 @@ class SpaceReserve:
                 os.close(fd)
         except OSError as exc:
             self.release()
-            raise WriteError(self.path, exc, f"no room for the {format_bytes(self.nbytes)} kept free while "
-                                             f"writing; nothing written") from None
+            raise WriteError(self.beside, exc, f"no room for the {format_bytes(self.nbytes)} kept free while writing "
+                                               f"it; nothing written") from None
         return self
 
     def release(self) -> None:

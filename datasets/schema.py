@@ -250,8 +250,18 @@ def validate(h5, path: str | os.PathLike, *, require_complete: bool = True) -> t
     """Check an open h5py file against schema 1; return its decoded root attributes and fields.
 
     Raises ``ValueError`` (``IncompleteDatasetError`` for an unfinished file when
-    ``require_complete``) naming ``path`` and what is wrong.
+    ``require_complete``) naming ``path`` and what is wrong; damaged HDF5 structure (a link or an
+    attribute HDF5 cannot decode) is a ``CorruptDatasetError``.
     """
+    try:
+        return _validate(h5, path, require_complete)
+    except (OSError, RuntimeError, KeyError, AttributeError, TypeError, UnicodeDecodeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptDatasetError(f"{path}: its HDF5 structure is damaged ({detail}); the file is corrupt: "
+                                  f"regenerate it") from None
+
+
+def _validate(h5, path, require_complete: bool) -> tuple[dict[str, Any], dict[str, FieldInfo]]:
     if ATTR_SCHEMA not in h5.attrs:
         raise ValueError(f"{path} is not a sciops dataset (an HDF5 file without a {ATTR_SCHEMA!r} attribute)")
     attrs = decode_attrs(h5.attrs)

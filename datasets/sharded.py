@@ -61,10 +61,10 @@ import numpy as np
 
 from sciops.datasets import schema as S
 from sciops.datasets.checksums import sample_checksums, verify_rows
-from sciops.datasets.h5io import WriterLock, commit, killed_before_swmr, open_read
+from sciops.datasets.h5io import WriterLock, commit, killed_before_swmr, open_read, write_guarded
 from sciops.datasets.progress import Progress
-from sciops.datasets.resources import WriteError, check_fits, check_writable, is_write_failure
-from sciops.datasets.writer import _check_int, _differences, _identity, check_resources, generate
+from sciops.datasets.resources import WriteError, check_fits, check_writable
+from sciops.datasets.writer import RESERVE_BYTES, _check_int, _differences, _identity, check_resources, generate
 from sciops.problems import Problem, get, sample_seed
 
 SHARDS_SUFFIX = ".shards"
@@ -448,36 +448,44 @@ def merge(index: str | os.PathLike, output: str | os.PathLike, *, overwrite: boo
         with open_read(index) as src:
             attrs, fields = S.validate(src, index)
             n = int(attrs[S.ATTR_N_SAMPLES])
-            check_fits(f"merging {index}", 0, sum(f.sample_bytes for f in fields.values()) * n, output, force=force)
-            with h5py.File(partial, "w", libver=S.LIBVER, locking=False) as out:
-                for key, value in src.attrs.items():
-                    if key != S.ATTR_SHARDS:
-                        out.attrs[key] = value
-                if S.GRID in src:
-                    grid = out.create_group(S.GRID, track_order=True)
-                    for name, ds in src[S.GRID].items():
-                        grid.create_dataset(name, data=ds[()])
-                        for key, value in ds.attrs.items():
-                            grid[name].attrs[key] = value
-                _copy_fields(src, out, fields, n, index, progress, f"merge {output.name}")
-                samples = out.create_group(S.SAMPLES)
-                seeds = src[S.SAMPLE_SEED][:] if S.SAMPLE_SEED in src else \
-                    np.array([sample_seed(attrs[S.ATTR_SEED], i) for i in range(n)], dtype=np.uint64)
-                samples.create_dataset("seed", data=np.asarray(seeds, dtype=np.uint64))
-                idx = src[S.SAMPLE_INDEX][:] if S.SAMPLE_INDEX in src else np.arange(n)
-                samples.create_dataset("index", data=np.asarray(idx, dtype=np.int64), fillvalue=-1)
+            sample_bytes = sum(f.sample_bytes for f in fields.values())
+            check_fits(f"merging {index}", 0, sample_bytes * n, output, force=force)
+            failure = write_guarded(partial, RESERVE_BYTES + min(_COPY_BLOCK_BYTES, sample_bytes * n),
+                                    lambda: h5py.File(partial, "w", libver=S.LIBVER, locking=False),
+                                    lambda out: _write_merged(src, out, attrs, fields, n, index, progress,
+                                                              f"merge {output.name}"))
+        if failure is not None:
+            raise WriteError(partial, failure, f"removed {partial.name}; {index} is untouched")
         commit(partial, output)
-    except (OSError, RuntimeError) as exc:
-        partial.unlink(missing_ok=True)
-        if is_write_failure(exc) and not isinstance(exc, WriteError):
-            raise WriteError(partial, exc, f"removed {partial.name}; {index} is untouched") from None
-        raise
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     finally:
         lock.release()
     return output
+
+
+def _write_merged(src, out, attrs: dict[str, Any], fields: dict[str, S.FieldInfo], n: int, index: Path,
+                  progress: bool | None, desc: str) -> None:
+    """The whole of ``src`` into the open file ``out``: attributes, grid, fields (verified as read,
+    with their checksums), seeds and indices."""
+    for key, value in src.attrs.items():
+        if key != S.ATTR_SHARDS:
+            out.attrs[key] = value
+    if S.GRID in src:
+        grid = out.create_group(S.GRID, track_order=True)
+        for name, ds in src[S.GRID].items():
+            grid.create_dataset(name, data=ds[()])
+            for key, value in ds.attrs.items():
+                grid[name].attrs[key] = value
+    _copy_fields(src, out, fields, n, index, progress, desc)
+    samples = out.create_group(S.SAMPLES)
+    seeds = src[S.SAMPLE_SEED][:] if S.SAMPLE_SEED in src else \
+        np.array([sample_seed(attrs[S.ATTR_SEED], i) for i in range(n)], dtype=np.uint64)
+    samples.create_dataset("seed", data=np.asarray(seeds, dtype=np.uint64))
+    idx = src[S.SAMPLE_INDEX][:] if S.SAMPLE_INDEX in src else np.arange(n)
+    samples.create_dataset("index", data=np.asarray(idx, dtype=np.int64), fillvalue=-1)
+    out.flush()
 
 
 def _copy_fields(src, out, fields: dict[str, S.FieldInfo], n: int, index: Path, progress: bool | None,
@@ -505,4 +513,5 @@ def _copy_fields(src, out, fields: dict[str, S.FieldInfo], n: int, index: Path, 
                                      f"NaN/Inf; a shard is missing or damaged")
                 group[name][lo:hi] = data
                 sums[name][lo:hi] = sample_checksums(data)
+                group[name].flush()  # a failed chunk write surfaces here, not in a garbage-collected close
             bar.update(hi - lo)

@@ -51,13 +51,18 @@ import numpy as np
 
 from sciops.datasets import schema as S
 from sciops.datasets.checksums import CHECKSUMS, sample_checksums, verify_file
-from sciops.datasets.h5io import WriterLock, clear_write_flags, commit, killed_before_swmr, open_read, open_swmr_write
-from sciops.datasets.resources import SpaceReserve, WriteError, check_fits, check_writable, is_write_failure
+from sciops.datasets.h5io import (WriterLock, clear_write_flags, commit, killed_before_swmr, open_read, open_swmr_write,
+                                 write_guarded)
+from sciops.datasets.resources import WriteError, check_fits, check_writable
 from sciops.datasets.progress import Progress
 from sciops.problems import Problem, get, sample_seed
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_BATCH_BYTES = 256 * 2**20  # a default batch holds at most this much float32 field data
+# kept free while writing, with one batch's bytes, so that a full disk still lets HDF5 flush its
+# metadata and close the file (see sciops.datasets.resources.SpaceReserve); the fault-injection
+# tests fill disks of 40 KiB to 4 MiB at every stage with this margin
+RESERVE_BYTES = 256 * 2**10
 
 
 def _version() -> str:
@@ -90,12 +95,12 @@ def default_batch_size(problem: Problem) -> int:
 
 def estimate(problem: Problem, n: int, batch_size: int | None = None) -> dict[str, int]:
     """What generating ``n`` samples needs: ``memory`` (peak bytes, the problem's solver estimate for
-    one batch plus the batch's fields), ``disk`` (bytes of the file before compression: an upper
-    bound) and the ``batch_size`` used."""
-    batch_size = default_batch_size(problem) if batch_size is None else batch_size
+    one batch plus the batch's fields), ``disk`` (bytes of the file before compression, an upper
+    bound, and the space kept free while writing) and the ``batch_size`` used."""
+    batch_size = min(n, default_batch_size(problem) if batch_size is None else batch_size)
     per_sample = (_sample_bytes(problem, problem.fields) or 0) + 4 * len(problem.fields) + 16  # + checksums, seed, index
     return {"memory": int(problem.peak_memory(batch_size)) + 2 * batch_size * per_sample,
-            "disk": n * per_sample + 2**20, "batch_size": batch_size}
+            "disk": n * per_sample + RESERVE_BYTES + batch_size * per_sample, "batch_size": batch_size}
 
 
 def check_resources(problem: Problem, n: int, path: Path, *, batch_size: int | None = None, force: bool = False,
@@ -113,25 +118,32 @@ def check_resources(problem: Problem, n: int, path: Path, *, batch_size: int | N
 
 
 def _largest_fitting(problem: Problem, n: int, batch_size: int | None, path: Path) -> str:
-    """'largest that fits: subsample=4' for the first size parameter that some smaller value rescues."""
+    """The largest value of the first of the problem's ``size_params`` (then of ``n``) that fits,
+    the other settings as given; "" when none does."""
     from sciops.datasets.resources import ResourceError
 
+    def fits(params: dict, count: int) -> bool:
+        try:
+            need = estimate(get(problem.name, **params), count, batch_size)
+            check_fits("", need["memory"], need["disk"], path)
+            return True
+        except (ResourceError, ValueError):
+            return False
+
+    def largest(low: int, high: int, ok) -> int | None:  # the estimates grow with the setting
+        best = None
+        while low <= high:
+            mid = (low + high) // 2
+            best, low, high = (mid, mid + 1, high) if ok(mid) else (best, low, mid - 1)
+        return best
+
     for name in problem.size_params:
-        value = problem.params[name]
         low = problem.param(name).min if problem.param(name).min is not None else 1
-        fits = None
-        while low <= value:  # largest v in [low, value] that fits (the estimates grow with v)
-            mid = (low + value) // 2
-            try:
-                smaller = get(problem.name, **{**problem.params, name: mid})
-                need = estimate(smaller, n, batch_size if batch_size is None else min(batch_size, default_batch_size(smaller)))
-                check_fits("", need["memory"], need["disk"], path)
-                fits, low = mid, mid + 1
-            except (ResourceError, ValueError):
-                value = mid - 1
-        if fits is not None:
-            return f"largest {name} that fits: {fits}"
-    return ""
+        value = largest(int(low), problem.params[name] - 1, lambda v: fits({**problem.params, name: v}, n))
+        if value is not None:
+            return f"the largest {name} that fits, the other settings as given: {value}"
+    count = largest(1, n - 1, lambda m: fits(problem.params, m))
+    return f"at most {count} samples fit" if count is not None else ""
 
 
 def _identity(problem: Problem, n: int, seed: int, start: int = 0) -> dict[str, Any]:
@@ -192,7 +204,6 @@ def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: i
     path.parent.mkdir(parents=True, exist_ok=True)
     check_writable(path)
     lock = WriterLock(partial).acquire()  # first: a running writer is named, not called interrupted
-    h5 = None
     try:
         if has_partial and not (resume or overwrite):
             raise ValueError(f"{partial} exists from an interrupted run; pass resume=True (--resume) to continue "
@@ -200,40 +211,23 @@ def generate(problem: Problem | str, n: int, path: str | os.PathLike, *, seed: i
         resuming = has_partial and resume and not killed_before_swmr(partial)
         check_resources(problem, n, path, batch_size=batch_size, force=force,
                         on_disk=partial.stat().st_size if resuming else 0)
-        failure = None
-        with SpaceReserve(partial, 2**20 + batch_size * (_sample_bytes(problem, problem.fields) or 0)) as reserve:
-            try:
-                h5 = _open_for_resume(partial, identity, problem) if resuming else \
-                    _create(partial, problem, n, seed, start)
-                _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name, offset=start)
-                h5.attrs.modify(S.ATTR_COMPLETE, True)
-                h5.flush()
-                h5.close()
-                h5 = None
-            except (OSError, RuntimeError) as exc:
-                if not is_write_failure(exc):
-                    raise
-                reserve.release()  # room for HDF5 to flush and close the file cleanly ...
-                failure = exc.with_traceback(None)  # ... once the writing frames' HDF5 objects are gone
-                _close_quietly(h5)
-                h5 = None
+
+        def write(h5: h5py.File) -> None:
+            _write_samples(h5, problem, n, seed, batch_size, progress, desc=path.name, offset=start)
+            h5.attrs.modify(S.ATTR_COMPLETE, True)
+            h5.flush()
+
+        failure = write_guarded(partial, RESERVE_BYTES + batch_size * (_sample_bytes(problem, problem.fields) or 0),
+                                lambda: _open_for_resume(partial, identity, problem) if resuming
+                                else _create(partial, problem, n, seed, start), write)
         if failure is not None:
             raise WriteError(partial, failure, _salvage(partial))
         commit(partial, path)
     finally:
-        _close_quietly(h5)
         if not partial.exists() or partial.stat().st_size == 0:  # the lock's empty file, nothing written
             partial.unlink(missing_ok=True)
         lock.release()
     return path
-
-
-def _close_quietly(h5: h5py.File | None) -> None:
-    if h5 is not None:
-        try:
-            h5.close()
-        except Exception:  # never hide the error that got us here
-            pass
 
 
 def _salvage(partial: Path) -> str:
@@ -244,6 +238,9 @@ def _salvage(partial: Path) -> str:
             attrs, _ = S.validate(h5, partial, require_complete=False)
             written = int(attrs[S.ATTR_N_WRITTEN])
             good = verify_file(h5, partial, rows=written)
+        if good == 0:
+            partial.unlink()
+            return f"removed {partial.name} (no sample was complete); rerun to start again"
         return (f"kept {partial.name} with {good} verified samples; free space, then rerun with --resume to "
                 f"continue it")
     except (OSError, ValueError):

@@ -9,12 +9,15 @@ Layout of a run directory::
     metrics.jsonl   one JSON line per epoch
 
 Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``), so
-a crash leaves either the old or the new version, never a torn one. Tensors are loaded with
+a crash leaves either the old or the new version, never a torn one; :func:`save_epoch` orders an
+epoch's files so that ``state.pt`` commits it. A write the machine refuses (a full disk) is a
+one-line ``WriteError`` naming the file; the previous version stays in place. Tensors are loaded with
 ``torch.load(weights_only=True)``: a file whose pickle would construct arbitrary objects or run
 code is refused with a ValueError instead of executed.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from sciops.datasets.resources import WriteError, is_write_failure
 
 CONFIG, WEIGHTS, STATE, METRICS = "config.json", "weights.pt", "state.pt", "metrics.jsonl"
 
@@ -35,19 +40,29 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file, then move it to ``path``."""
+    """Call ``write(file_object)`` on a temporary file, then move it to ``path``. A write the machine
+    refuses (full disk, read-only, permissions) is a ``WriteError`` that says the old file is kept."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the group
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, WriteError) or not is_write_failure(exc):
+            raise
+        kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+        raise WriteError(path, exc, kept) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -56,7 +71,27 @@ def save_json(path: Path, data: Any) -> None:
 
 
 def save_tensors(path: Path, obj: Any) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+    buffer = io.BytesIO()  # serialised first: torch reports a failed file write without its errno
+    torch.save(obj, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def write_metrics(run_dir: Path, history: list[dict]) -> None:
+    """``metrics.jsonl``: one JSON line per epoch of ``history``."""
+    text = "".join(json.dumps(h) + "\n" for h in history)
+    atomic_write(Path(run_dir) / METRICS, lambda f: f.write(text.encode()))
+
+
+def save_epoch(run_dir: Path, state: dict, best_weights: dict | None = None) -> None:
+    """The files of a finished epoch, ``state.pt`` last: it is the commit point. A kill between the
+    writes leaves ``weights.pt`` and ``metrics.jsonl`` at most one epoch ahead of ``state.pt``; a
+    resume restarts from ``state.pt`` (rewriting the metrics from its history) and recomputes that
+    epoch exactly, so the files agree again and equal an uninterrupted run's."""
+    run_dir = Path(run_dir)
+    if best_weights is not None:
+        save_tensors(run_dir / WEIGHTS, best_weights)
+    write_metrics(run_dir, state["history"])
+    save_tensors(run_dir / STATE, state)
 
 
 def load_json(path: Path) -> dict:
@@ -77,11 +112,19 @@ def load_tensors(path: Path, map_location=None) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{path} refused: it holds objects other than tensors and plain containers, "
-                         f"which could run code when unpickled ({first})") from None
+        raise ValueError(f"{path} refused: it holds {_unsafe_object(exc)}, not only tensors and plain containers; "
+                         f"unpickling it could run code, so sciops never loads it") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise ValueError(f"{path} is truncated or not a torch checkpoint ({type(exc).__name__})") from None
+
+
+def _unsafe_object(exc: Exception) -> str:
+    """What torch's weights-only unpickler found ("GLOBAL os.system"), without its advice to turn the
+    check off (which would run the file's code)."""
+    import re
+
+    found = re.search(r"(?:Unsupported global|GLOBAL|Unsupported operand)[: ]*([\w.]+)", str(exc))
+    return f"the object {found.group(1)!r}" if found else "an object the safe loader does not allow"
 
 
 def resumes(run_dir: Path, resume: bool) -> bool:

@@ -15,14 +15,19 @@ import numpy as np
 
 
 def save_figure(fig, path) -> Path:
-    """Write ``fig`` as a PNG to ``path`` (parent folders created), close it, return the path."""
+    """Write ``fig`` as a PNG to ``path`` atomically (parent folders created), close it, return the path."""
+    import io
+
     import matplotlib.pyplot as plt
+
+    from sciops.checkpoint import atomic_write
 
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
     return path
 
 

@@ -52,6 +52,7 @@ between records at 32^2) pass it: a 4-mode st-fno trained the same way on them w
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from pathlib import Path
 
@@ -255,9 +256,13 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     config["operator"]["parameters"] = sum(p.numel() for p in refined.parameters())
     # Written beside the output and renamed when complete, so an interruption leaves no half run.
     partial = output.with_name(output.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    ckpt.save_tensors(partial / ckpt.WEIGHTS, refined.state_dict())
-    ckpt.save_json(partial / ckpt.CONFIG, config)
+    try:
+        partial.mkdir(parents=True, exist_ok=True)
+        ckpt.save_tensors(partial / ckpt.WEIGHTS, refined.state_dict())
+        ckpt.save_json(partial / ckpt.CONFIG, config)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if output.exists():
         output.rmdir()
     partial.rename(output)

@@ -121,5 +121,10 @@ class UNet(nn.Module):
             h = torch.sigmoid(h)
         return crop_to(h, sizes).contiguous()
 
+    @property
+    def output_range(self) -> tuple[float, float] | None:
+        """The values the head can produce (the trainer refuses targets outside them)."""
+        return (0.0, 1.0) if self.output == "sigmoid" else None
+
     def extra_repr(self) -> str:
         return f"input_mode={self.input_mode!r}, output={self.output!r}"

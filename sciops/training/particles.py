@@ -318,6 +318,8 @@ class ParticleTrainer:
         cfg = self.cfg
         resume = self._check_start(resume)
         train_positions = self.positions[self.train_idx]
+        if not resume:
+            _warn_if_ballistic(train_positions, self.data_path)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             surrogate = ParticleSurrogate.from_config(self.config, device=self.device)
@@ -332,6 +334,7 @@ class ParticleTrainer:
             reconstruction.load_state_dict(state["reconstruction"])
             optimizer.load_state_dict(state["optimizer"])
             history = state["history"]
+            ckpt.write_metrics(self.run_dir, history)  # a kill between an epoch's writes left them ahead
         elif cfg.reconstruction_steps:
             train_reconstruction(reconstruction, train_positions, min(cfg.n_sparse, self.positions.shape[2]),
                                  steps=cfg.reconstruction_steps, lr=cfg.reconstruction_lr, seed=cfg.seed)
@@ -351,14 +354,11 @@ class ParticleTrainer:
             history.append(record)
             if epoch == 0:  # the run directory is written from its first epoch on: a failure before leaves nothing
                 ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
-            if _finite_or_inf(val[SELECT]) < best:  # a rollout that blew up (NaN) never counts as best
-                best = val[SELECT]
-                ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, surrogate.weights())
-            ckpt.save_tensors(self.run_dir / ckpt.STATE, {
-                "stepper": stepper.state_dict(), "reconstruction": reconstruction.state_dict(),
-                "optimizer": optimizer.state_dict(), "history": history})
-            text = "".join(json.dumps(h) + "\n" for h in history)
-            ckpt.atomic_write(self.run_dir / ckpt.METRICS, lambda f: f.write(text.encode()))
+            improved = _finite_or_inf(val[SELECT]) < best  # a rollout that blew up (NaN) never counts as best
+            best = val[SELECT] if improved else best
+            ckpt.save_epoch(self.run_dir, {"stepper": stepper.state_dict(), "reconstruction": reconstruction.state_dict(),
+                                           "optimizer": optimizer.state_dict(), "history": history},
+                            best_weights=surrogate.weights() if improved else None)
             bar.set_postfix_str(f"loss {record['train_loss']:.4f} val {SELECT} {val[SELECT]:.3g} best {best:.3g} "
                                 f"({seconds:.1f}s/epoch)")
             bar.update(1)
@@ -375,6 +375,20 @@ class ParticleTrainer:
         self.config["history"] = summary
         ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
         return summary
+
+
+def _warn_if_ballistic(positions, path) -> None:
+    """Warn when every training trajectory is a constant-acceleration motion (free fall, no contact):
+    extrapolating the last three frames is then exact to rounding, and there is nothing to learn."""
+    x = np.asarray(positions, dtype=np.float64)
+    if x.shape[1] < 4:
+        return
+    extrapolated = 3 * x[:, 2:-1] - 3 * x[:, 1:-2] + x[:, :-3]
+    miss = float(np.abs(x[:, 3:] - extrapolated).max())
+    if miss <= 1e-5 * max(float(np.abs(x).max()), 1e-30):
+        print(f"warning: every training trajectory of {path} moves with constant acceleration (constant-acceleration "
+              f"extrapolation misses by at most {miss:.2g}): no particle interactions to learn; generate scenes with "
+              f"contact or collisions", file=sys.stderr)
 
 
 def train(operator: str, data: str | Path, run_dir: str | Path, *, hparams: dict | None = None,

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -172,6 +173,27 @@ class Trainer:
             x, y = self.dataset.get_batch((mine if len(mine) else batch[:1]).tolist())
             yield x.to(self.device), y.to(self.device), len(mine), len(batch)
 
+    def _check_targets(self, model) -> None:
+        """Before training: refuse targets the model's output cannot reach (e.g. a sigmoid head on
+        values outside (0, 1)), and warn when they are constant (nothing to learn)."""
+        _, y = self.dataset.get_batch(self.train_idx[:256].tolist())
+        low, high = float(y.min()), float(y.max())
+        head = getattr(model.operator, "output_range", None)
+        if head is not None:  # what the model can output, channel by channel, after de-normalisation
+            channel_values = y.transpose(0, 1).reshape(y.shape[1], -1)
+            for c, values in enumerate(channel_values):
+                mean, std = float(model.out_mean[c]), float(model.out_std[c])
+                reach = (mean + std * head[0], mean + std * head[1])
+                lo, hi = float(values.min()), float(values.max())
+                if lo < reach[0] - 1e-6 * std or hi > reach[1] + 1e-6 * std:
+                    raise ValueError(f"operator {self.config['operator']['name']} outputs values in [{reach[0]:.4g}, "
+                                     f"{reach[1]:.4g}], but the targets of {self.data_path} span [{lo:.4g}, {hi:.4g}]; "
+                                     f"use data scaled into that range or an operator setting without the bounded "
+                                     f"head (e.g. --set output=linear)")
+        if high - low <= 1e-6 * max(abs(high), abs(low), 1e-30):
+            print(f"warning: every target of {self.data_path} in the first {len(y)} training samples equals "
+                  f"{low:.6g}; a constant fits them exactly and training learns nothing", file=sys.stderr)
+
     @torch.no_grad()
     def validate(self, model) -> dict[str, float]:
         model.eval()
@@ -215,6 +237,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = build_model(self.config).to(self.device)
+        if not resume and ranks.is_main:
+            self._check_targets(model)
         initialize = getattr(model.operator, "initialize", None)
         if initialize is not None and not resume:  # data-dependent set-up, e.g. SpecBoost's residual scale
             x, y = self.dataset.get_batch(self.train_idx[:256].tolist())
@@ -234,6 +258,8 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             history = state["history"]
             start_epoch = len(history)
+            if ranks.is_main:  # a kill between an epoch's writes leaves them one epoch ahead of state.pt
+                ckpt.write_metrics(self.run_dir, history)
 
         best = min((h["val"][cfg.select] for h in history), default=float("inf"))
         bar = Progress(cfg.epochs, initial=start_epoch, desc=f"train {self.config['operator']['name']}",
@@ -270,11 +296,9 @@ class Trainer:
             if ranks.is_main:
                 if epoch == 0:  # the run directory is written from its first epoch on: a failure before leaves nothing
                     ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
-                if improved:
-                    ckpt.save_tensors(self.run_dir / ckpt.WEIGHTS, model.state_dict())
-                ckpt.save_tensors(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                               "scheduler": scheduler.state_dict(), "history": history})
-                self._write_metrics(history)
+                ckpt.save_epoch(self.run_dir, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                               "scheduler": scheduler.state_dict(), "history": history},
+                                best_weights=model.state_dict() if improved else None)
             bar.set_postfix_str(f"loss {record['train_loss']:.4f} val {cfg.select} {val[cfg.select]:.4f} "
                                 f"best {best:.4f} ({seconds:.1f}s/epoch)")
             bar.update(1)
@@ -285,10 +309,6 @@ class Trainer:
             ckpt.save_json(self.run_dir / ckpt.CONFIG, self.config)
         ddp.barrier(ranks)  # the run directory is complete when fit returns on any rank
         return summary
-
-    def _write_metrics(self, history: list[dict]) -> None:
-        text = "".join(json.dumps(h) + "\n" for h in history)
-        ckpt.atomic_write(self.run_dir / ckpt.METRICS, lambda f: f.write(text.encode()))
 
     def _summary(self, history: list[dict]) -> dict:
         select = self.cfg.select
