@@ -44,6 +44,8 @@ class WriteError(OSError):
     def __init__(self, path: str | os.PathLike, cause: BaseException | int, state: str = "") -> None:
         code = cause if isinstance(cause, int) else error_number(cause)
         reason = _CAUSES.get(code) or (os.strerror(code) if code else _first_line(cause))
+        if isinstance(cause, int) and code not in _CAUSES:  # e.g. ENOENT in /proc: the folder takes no files
+            reason = f"cannot create a file in {Path(path).parent} ({os.strerror(code)})"
         super().__init__(code or errno.EIO, reason, os.fspath(path))
         self.message = f"cannot write {os.fspath(path)}: {reason}" + (f"; {state}" if state else "")
 
@@ -93,7 +95,7 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{what} {path}: {parent} is not a directory")
+        raise NotADirectoryError(f"{what} {path}: {parent} is not a directory")
     probe = parent / f".sciops-probe-{uuid.uuid4().hex}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -102,9 +104,14 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise WriteError(path, exc, f"{what} checked before any work") from None
+        if exc.errno in _CAUSES:
+            raise WriteError(path, exc, f"{what} checked before any work") from None
+        raise WriteError(path, exc.errno or errno.EIO, f"{what} checked before any work") from None
     finally:
-        probe.unlink(missing_ok=True)
+        try:
+            probe.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
 
 

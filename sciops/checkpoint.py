@@ -131,6 +131,8 @@ def resumes(run_dir: Path, resume: bool) -> bool:
     """Whether a training run in ``run_dir`` continues a saved one: ``resume`` and a completed epoch
     (``state.pt``) to continue; without ``resume`` such a directory is refused. A ``config.json``
     alone is a run that failed before its first epoch: a new run takes its place."""
+    for stale in Path(run_dir).glob(".*.tmp"):  # a temporary file of a write that a kill interrupted
+        stale.unlink(missing_ok=True)
     saved = (Path(run_dir) / STATE).is_file()
     if saved and not resume:
         raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it "

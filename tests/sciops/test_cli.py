@@ -73,17 +73,20 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, c
     for argv, message in cases:
         code, _, err = run(capsys, *argv)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-    # a read-only place (root may write anywhere, so the refusal is simulated): refused up front
-    monkeypatch.setattr(os, "access", lambda path, mode: False)
-    code, _, err = run(capsys, "generate", "darcy", "-n", "2", "-o", str(tmp_path / "ro" / "x.h5"))
-    assert code == 2 and f"cannot write in {tmp_path} (permission denied or read-only)" in err
-    monkeypatch.undo()
-    # a disk that fills up or turns read-only mid-run: one line, exit 2
-    def full(args):
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.h5"))
-    monkeypatch.setattr("sciops.cli.cmd_generate", full)
-    code, _, err = run(capsys, "generate", "darcy", "-n", "2", "-o", str(tmp_path / "x.h5"))
-    assert code == 2 and err.strip() == f"sciops: error: No space left on device: {tmp_path / 'x.h5'}"
+    # a place that refuses new files (os.access says yes to root even there): refused up front, exit 1
+    if os.path.isdir("/proc/self"):
+        for argv in (["generate", "darcy", "-n", "2", "-o", "/proc/x.h5"],
+                     ["evaluate", "no_such_run", "--report", "/proc/p.md"]):
+            code, _, err = run(capsys, *argv)
+            assert code == 1 and err.startswith(f"sciops: error: cannot write {argv[-1]}: cannot create a file in "
+                                                f"/proc") and len(err.strip().splitlines()) == 1, err
+    # a disk that fills up or turns read-only mid-run: one line naming the path and the cause, exit 1
+    for code_, cause in ((errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system")):
+        def fail(args, code_=code_):
+            raise OSError(code_, os.strerror(code_), str(tmp_path / "x.h5"))
+        monkeypatch.setattr("sciops.cli.cmd_generate", fail)
+        code, _, err = run(capsys, "generate", "darcy", "-n", "2", "-o", str(tmp_path / "x.h5"))
+        assert code == 1 and err.strip() == f"sciops: error: cannot write {tmp_path / 'x.h5'}: {cause}"
     assert not list(tmp_path.glob("x.h5*"))
 
 
