@@ -139,7 +139,7 @@ def cmd_train(args) -> int | None:
         return distributed.launch([*args.argv, "--nproc", "1"], args.nproc)  # the last --nproc wins
     try:
         summary = train(args.operator, args.data, args.output, hparams=hparams, config=config, resume=args.resume,
-                        progress=None if not args.quiet else False)
+                        progress=None if not args.quiet else False, force=args.force)
     finally:
         distributed.shutdown()
     if not ranks.is_main:
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, metavar="N", help="train on N processes of this machine with "
                    "DistributedDataParallel (runs torchrun; --batch-size stays the global batch)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="train even where the memory estimate exceeds what is free")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
 

@@ -392,6 +392,9 @@ def _warn_if_ballistic(positions, path) -> None:
 
 
 def train(operator: str, data: str | Path, run_dir: str | Path, *, hparams: dict | None = None,
-          config: ParticleTrainConfig | None = None, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train a particle operator into a run directory; the history summary (also in config.json)."""
+          config: ParticleTrainConfig | None = None, resume: bool = False, progress: bool | None = None,
+          force: bool = False) -> dict:
+    """Train a particle operator into a run directory; the history summary (also in config.json).
+    ``force`` is accepted for the command line's sake: particle runs train on sparse subsamples of a
+    few thousand particles and are not estimated."""
     return ParticleTrainer(operator, data, run_dir, hparams=hparams, config=config, progress=progress).fit(resume=resume)

@@ -43,6 +43,7 @@ import sciops
 from sciops import checkpoint as ckpt
 from sciops.losses import Standardized, loss_options, make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
+from sciops.training.memory import check_training_memory
 from sciops.operators import build, hyperparameters, operator_class
 from sciops.datasets.progress import Progress
 from sciops.training import distributed as ddp
@@ -224,7 +225,8 @@ class Trainer:
             return saved["normalization"], True
         return self._stats(), False
 
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, force: bool = False) -> dict:
+        """Train (or continue, with ``resume``); ``force`` skips the memory check before the first step."""
         cfg, ranks = self.cfg, self.ranks
         state_path = self.run_dir / ckpt.STATE
         self.config["normalization"], resume = ddp.on_main(ranks, lambda: self._start(resume))
@@ -243,6 +245,9 @@ class Trainer:
         if initialize is not None and not resume:  # data-dependent set-up, e.g. SpecBoost's residual scale
             x, y = self.dataset.get_batch(self.train_idx[:256].tolist())
             initialize(x.to(self.device), y.to(self.device))
+        if not force:
+            check_training_memory(model, self.dataset.get_batch([0])[0].to(self.device), cfg.batch_size,
+                                  self.device, what=f"training {self.config['operator']['name']}")
         real_numbers = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
         self.config["operator"]["parameters"] = real_numbers
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -320,6 +325,9 @@ class Trainer:
 
 
 def train(operator: str, data: str | Path, run_dir: str | Path, *, hparams: dict | None = None,
-          config: TrainConfig | None = None, resume: bool = False, progress: bool | None = None) -> dict:
-    """Train and return the history summary (also stored in config.json)."""
-    return Trainer(operator, data, run_dir, hparams=hparams, config=config, progress=progress).fit(resume=resume)
+          config: TrainConfig | None = None, resume: bool = False, progress: bool | None = None,
+          force: bool = False) -> dict:
+    """Train and return the history summary (also stored in config.json). ``force`` skips the check
+    that refuses a run whose estimated memory exceeds what the device has free."""
+    return Trainer(operator, data, run_dir, hparams=hparams, config=config, progress=progress).fit(resume=resume,
+                                                                                                   force=force)
