@@ -1,6 +1,6 @@
 """The sciops HDF5 dataset schema, version 1: names, constants, decoding and validation of a file.
 
-Layout of one dataset file (see /ARCHITECTURE.md, "HDF5 dataset, schema version 1")::
+Layout of one dataset file::
 
     /                      root attributes, below
     /grid/<coord>          1-D float64 coordinate arrays, attribute ``units`` (and, for a problem that

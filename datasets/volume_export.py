@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from sciops.datasets.resources import WriteError, is_write_failure
+
 _AXES = ("z", "y", "x")
 
 
@@ -40,5 +42,13 @@ def write_volume(path: str | os.PathLike, arrays: dict[str, np.ndarray], axes: d
     ds = xr.Dataset(data_vars, coords=coords, attrs={"Conventions": "CF-1.8", **(attrs or {})})
     path = Path(path)
     engine = "netcdf4" if importlib.util.find_spec("netCDF4") else "scipy"
-    ds.to_netcdf(path, engine=engine)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed when whole: never a torn volume
+    try:
+        ds.to_netcdf(tmp, engine=engine)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        if is_write_failure(exc):
+            raise WriteError(path, exc, "nothing written") from None
+        raise
     return path

@@ -83,7 +83,8 @@ class Darcy(Problem):
     def peak_memory(self, batch_size: int) -> int:
         """Peak bytes of solving one batch: SuperLU's factors grow as m log2 m for m unknowns (peak RSS
         measured at 257^2-1025^2: 69-72 log2(m) bytes per node), pyamg's hierarchy as m (710-990 bytes
-        per node), for each of the solver's concurrent threads; plus the batch's fine-grid arrays."""
+        per node), for each of the solver's concurrent threads; plus the batch's fine-grid arrays.
+        ``scripts/bench_generation_memory.py`` compares it with measured batches."""
         from sciops.solvers.darcy import default_workers
 
         nodes = self.solve_resolution ** 2

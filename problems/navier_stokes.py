@@ -176,6 +176,7 @@ class NavierStokes(Problem):
     name = "navier-stokes"
     geometry = "periodic"
     operator_params = ("viscosity", "forcing", "length", "drag", "t_final", "record_every", "input_steps")
+    size_params = ("solve_resolution", "resolution")
     PARAMS = (
         Param("initial_condition", "fno", str, "initial vorticity distribution", choices=INITIAL_CONDITIONS),
         Param("viscosity", 1e-3, float, "kinematic viscosity nu", min=1e-7, max=10.0),
@@ -277,6 +278,11 @@ class NavierStokes(Problem):
     def dissipation_wavenumber(self) -> float:
         """k_d = sqrt(W / nu) (angular), the smallest scale the solve grid must resolve."""
         return math.sqrt(self.scales["vorticity"] / self.params["viscosity"])
+
+    def peak_memory(self, batch_size: int) -> int:
+        """The stored records plus the solver's spectral state on the solve grid: 256 bytes per solve
+        node and sample bounds the 88-245 measured at 128^2-256^2 (scripts/bench_generation_memory.py)."""
+        return super().peak_memory(batch_size) + 256 * batch_size * self.params["solve_resolution"] ** 2
 
     def _kmax(self, n: int) -> float:
         return 2 * math.pi / self.length * ((n - 1) // 3)

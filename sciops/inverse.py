@@ -93,6 +93,7 @@ class InversionResult:
     def save(self, path: str | Path, a_true: np.ndarray | None = None) -> Path:
         """Write an HDF5 file: datasets a_mean, a_std, a_map, u_mean, u_std, grid/x, grid/y, beta_map,
         chain_energies (and a_true if given); attributes noise_std, seconds and the settings (JSON)."""
+        import io
         import json
 
         import h5py
@@ -100,21 +101,19 @@ class InversionResult:
         from sciops.checkpoint import atomic_write
 
         path = Path(path)
-
-        def write(f):
-            with h5py.File(f, "w") as h5:
-                for name in ("a_mean", "a_std", "a_map", "u_mean", "u_std", "beta_map", "chain_energies"):
-                    h5.create_dataset(name, data=getattr(self, name))
-                h5.create_dataset("grid/x", data=self.grid)
-                h5.create_dataset("grid/y", data=self.grid)
-                if a_true is not None:
-                    h5.create_dataset("a_true", data=np.asarray(a_true, dtype=np.float32))
-                h5.attrs["noise_std"] = self.noise_std
-                h5.attrs["seconds"] = self.seconds
-                h5.attrs["settings"] = json.dumps(self.settings)
-                h5.attrs["dims"] = json.dumps(["y", "x"])
-
-        atomic_write(path, write)
+        buffer = io.BytesIO()  # built in memory: a full disk then fails a plain write, not HDF5's close
+        with h5py.File(buffer, "w") as h5:
+            for name in ("a_mean", "a_std", "a_map", "u_mean", "u_std", "beta_map", "chain_energies"):
+                h5.create_dataset(name, data=getattr(self, name))
+            h5.create_dataset("grid/x", data=self.grid)
+            h5.create_dataset("grid/y", data=self.grid)
+            if a_true is not None:
+                h5.create_dataset("a_true", data=np.asarray(a_true, dtype=np.float32))
+            h5.attrs["noise_std"] = self.noise_std
+            h5.attrs["seconds"] = self.seconds
+            h5.attrs["settings"] = json.dumps(self.settings)
+            h5.attrs["dims"] = json.dumps(["y", "x"])
+        atomic_write(path, lambda f: f.write(buffer.getbuffer()))
         return path
 
 

@@ -1,14 +1,16 @@
 """The memory a training run needs, estimated before its first step: :func:`training_memory`.
 
 Parameters count four times (weights, gradients and AdamW's two moments). Activations are measured,
-not guessed: one sample goes through the model while a ``saved_tensors_hooks`` adds up the storage
-autograd keeps for the backward pass; a batch needs twice that per sample (the saved tensors and
-the gradients flowing back), plus :data:`RUNTIME_BYTES` for the epoch's own buffers.
+not guessed: the training loss of one and of two samples is computed while a ``saved_tensors_hooks``
+adds up the storage autograd keeps for the backward pass; the difference is what each sample of a
+batch adds, counted twice (the saved tensors and the gradients flowing back), the rest is shared,
+and :data:`RUNTIME_BYTES` covers the epoch's own buffers.
 ``scripts/bench_training_memory.py`` compares the estimate with the growth of a real epoch's peak
-memory; it errs on the safe side (most for the FNO, whose spectral layers keep large complex
-intermediates), since its job is to refuse runs that cannot fit before they start.
+memory. The estimate guards against runs that cannot fit; it is not an allocator's account.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -17,9 +19,9 @@ from sciops.datasets.resources import ResourceError, available_memory, format_by
 RUNTIME_BYTES = 128 * 2**20  # an epoch's buffers beyond parameters and activations (thread pools, allocator)
 
 
-def _saved_bytes(model: torch.nn.Module, sample: torch.Tensor) -> int:
-    """Bytes autograd keeps for the backward pass of one forward on ``sample`` (parameters excluded,
-    each storage counted once)."""
+def _saved_bytes(model: torch.nn.Module, step: Callable[[], torch.Tensor]) -> int:
+    """Bytes autograd keeps for the backward pass of ``step()`` (parameters excluded, each storage
+    counted once), plus its result."""
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: set[int] = set()
     total = 0
@@ -32,23 +34,30 @@ def _saved_bytes(model: torch.nn.Module, sample: torch.Tensor) -> int:
             total += t.untyped_storage().nbytes()
         return t
 
-    training = model.training
-    model.eval()  # and the random state kept: the estimate must not change the run it guards
+    # the estimate must not change the run it guards: eval mode, the random state and buffers
+    # (e.g. a step counter that seeds a loss's sampling) restored afterwards
+    training, buffers = model.training, [b.clone() for b in model.buffers()]
+    model.eval()
     try:
         with torch.random.fork_rng(devices=[]), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = model(sample)
+            out = step()
     finally:
         model.train(training)
-    total += out.numel() * out.element_size()
-    del out
-    return total
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+    return total + out.numel() * out.element_size()
 
 
-def training_memory(model: torch.nn.Module, sample: torch.Tensor) -> tuple[int, int]:
-    """(fixed bytes, bytes per sample of a batch) to train ``model`` with AdamW; ``sample`` is one
-    input (1, C, ...) on the model's device."""
+def training_memory(model: torch.nn.Module, step: Callable[[int], torch.Tensor]) -> tuple[int, int]:
+    """(fixed bytes, bytes per sample of a batch) to train ``model`` with AdamW, where ``step(k)``
+    computes the training loss of a batch of k samples. What the backward keeps is measured at one
+    and two samples: the difference is the per-sample part, the rest is shared by the batch (a
+    physics loss's quadrature tensors, for example)."""
+    one, two = _saved_bytes(model, lambda: step(1)), _saved_bytes(model, lambda: step(2))
+    per_sample = max(two - one, 0)
     fixed = RUNTIME_BYTES + 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    return fixed, 2 * _saved_bytes(model, sample)
+    return fixed + 2 * (one - per_sample), 2 * per_sample
 
 
 def available_on(device: torch.device) -> int | None:
@@ -57,14 +66,14 @@ def available_on(device: torch.device) -> int | None:
     return available_memory()
 
 
-def check_training_memory(model: torch.nn.Module, sample: torch.Tensor, batch_size: int, device, *,
+def check_training_memory(model: torch.nn.Module, step: Callable[[int], torch.Tensor], batch_size: int, device, *,
                           what: str) -> None:
     """``ResourceError`` naming the estimate and the largest batch size that fits, when a batch of
-    ``batch_size`` would not fit in the memory ``device`` has free."""
+    ``batch_size`` would not fit in the memory ``device`` has free (``step(k)``: a k-sample loss)."""
     have = available_on(torch.device(device))
     if have is None:
         return
-    fixed, per_sample = training_memory(model, sample)
+    fixed, per_sample = training_memory(model, step)
     need = fixed + batch_size * per_sample
     if need <= have:
         return

@@ -245,9 +245,6 @@ class Trainer:
         if initialize is not None and not resume:  # data-dependent set-up, e.g. SpecBoost's residual scale
             x, y = self.dataset.get_batch(self.train_idx[:256].tolist())
             initialize(x.to(self.device), y.to(self.device))
-        if not force:
-            check_training_memory(model, self.dataset.get_batch([0])[0].to(self.device), cfg.batch_size,
-                                  self.device, what=f"training {self.config['operator']['name']}")
         real_numbers = sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
         self.config["operator"]["parameters"] = real_numbers
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -271,8 +268,12 @@ class Trainer:
                        unit="epoch", mode=self.progress if ranks.is_main else False)
         custom_loss = getattr(model.operator, "training_loss", None)  # e.g. physics-informed, label-free
         labels = getattr(model.operator, "uses_labels", True)
-        objective = ddp.wrap(ddp.Objective(model, self.loss_fn, custom_loss, labels, self.dataset.problem),
-                             ranks, self.device)
+        objective = ddp.Objective(model, self.loss_fn, custom_loss, labels, self.dataset.problem)
+        if not (force or resume):  # a run that started once fits again
+            x2, y2 = (t.to(self.device) for t in self.dataset.get_batch([0, 0]))
+            check_training_memory(model, lambda k: objective(x2[:k], y2[:k]), cfg.batch_size, self.device,
+                                  what=f"training {self.config['operator']['name']}")
+        objective = ddp.wrap(objective, ranks, self.device)
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             t0 = time.perf_counter()

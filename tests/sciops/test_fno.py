@@ -1,7 +1,7 @@
 """Specification of the FNO operator, the operator registry and ``NormalizedOperator``.
 
 An operator is verified against shapes, resolution behaviour, a short training run that must beat
-a threshold, and its save/load round trip (ARCHITECTURE.md, "Tests and benchmarks").
+a threshold, and its save/load round trip.
 """
 from __future__ import annotations
 

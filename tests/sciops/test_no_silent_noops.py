@@ -78,7 +78,7 @@ def test_training_that_cannot_fit_in_memory_is_refused_with_the_batch_that_fits(
     import sciops.training.memory as memory
 
     fixed, per_sample = 400 * 2**20, 10 * 2**20  # a 400 MiB model, 10 MiB per sample; 435 MiB free
-    monkeypatch.setattr(memory, "training_memory", lambda model, sample: (fixed, per_sample))
+    monkeypatch.setattr(memory, "training_memory", lambda model, step: (fixed, per_sample))
     monkeypatch.setattr(memory, "available_memory", lambda: fixed + 3 * per_sample + 5 * 2**20)
     with pytest.raises(ResourceError, match=r"needs about 560.0 MiB .* at batch size 16 \(435.0 MiB available\); "
                                             r"the largest batch size that fits: 3"):
@@ -96,7 +96,7 @@ def test_the_activation_estimate_counts_what_autograd_keeps():
     from sciops.training.memory import RUNTIME_BYTES, training_memory
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1))
-    fixed, per_sample = training_memory(model, torch.zeros(1, 1, 16, 16))
+    fixed, per_sample = training_memory(model, lambda k: model(torch.zeros(k, 1, 16, 16)))
     params = sum(p.numel() for p in model.parameters()) * 4
     assert fixed == RUNTIME_BYTES + 4 * params
     # the input (kept by conv 1), ReLU's output (kept by ReLU and conv 2, one storage), the output: x 2
