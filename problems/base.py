@@ -111,8 +111,23 @@ class Problem:
     # shrink: the writer names the largest value that fits when a generation would not
     size_params: ClassVar[tuple[str, ...]] = ()
 
+    # whether certify() gives guaranteed error bounds for approximate outputs (a surrogate's)
+    certified: ClassVar[bool] = False
+
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)
+
+    def certify(self, inputs, outputs, tol: float | None = None):
+        """Guaranteed error bounds for approximate ``outputs`` of ``inputs``, improved with the
+        reference solver until each bound is <= ``tol`` when given. Returns ``(outputs, bounds,
+        iterations)``: the certified outputs, the bounds (batch,) on their relative error, and the
+        solver iterations each sample took. Only problems with ``certified = True`` have it."""
+        raise NotImplementedError(f"{self.name} has no certified error bound")
+
+    def certified_error(self, inputs, outputs):
+        """The true error (batch,) in the norm ``certify`` bounds, against an exact solve: what
+        evaluation checks the bounds with. Only problems with ``certified = True``."""
+        raise NotImplementedError(f"{self.name} has no certified error bound")
 
     @classmethod
     def param(cls, name: str) -> Param:

@@ -159,7 +159,13 @@ def cmd_evaluate(args) -> None:
     markdown, summary_line = kind.get("markdown"), kind.get("summary_line")
     surrogate = sciops.load(args.run_dir, device=args.device)
     fresh = None if args.data else (50 if args.fresh is None else args.fresh)
-    report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data)
+    if args.tol is not None and not getattr(surrogate.problem, "certified", False):
+        from sciops.certified import certified_problems
+
+        raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "
+                         f"{', '.join(certified_problems())}")
+    extra = {"tol": args.tol} if args.tol is not None else {}
+    report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data, **extra)
     if args.report:  # before the figure: the figures are the report's, a failed plot must not lose them
         from sciops.checkpoint import atomic_write
 
@@ -349,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="write a PNG figure of a typical sample")
     p.add_argument("--report", help="write the report (.md for markdown, else JSON)")
     p.add_argument("--device", help="device for the surrogate (default: CUDA if present)")
+    p.add_argument("--tol", type=float, help="also certify the answers to this relative error (darcy): coverage and "
+                   "effectivity of the guaranteed bound, the share the solver finishes, the certified time")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",

@@ -151,11 +151,21 @@ def check_same_geometry(data_problem, problem, path) -> None:
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None, batch: int = 25,
-             progress_enabled: bool | None = None) -> dict:
-    """Errors and speedup of ``surrogate`` against its reference solver (see module docstring)."""
+             progress_enabled: bool | None = None, tol: float | None = None) -> dict:
+    """Errors and speedup of ``surrogate`` against its reference solver (see module docstring);
+    with ``tol``, also its certified answers (``report["certified"]``, see
+    :func:`sciops.certified.certified_report`)."""
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
+    if tol is not None:
+        from sciops.certified import certified_problems
+
+        if not problem.certified:
+            raise ValueError(f"--tol: problem {problem.name} has no certified error bound; problems with one: "
+                             f"{', '.join(certified_problems())}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"--tol must be a finite number > 0, got {tol!r}")
     config = surrogate.config
     if fresh is not None:
         if fresh < 1:
@@ -219,6 +229,12 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     }
     if images is not None:
         report["images"] = images
+    if surrogate.config.get("input_summary") and len(surrogate.inputs) == 1:
+        report["out_of_distribution_share"] = float(np.mean(surrogate.out_of_distribution(model_inputs)))
+    if tol is not None:
+        from sciops.certified import certified_report
+
+        report["certified"] = certified_report(surrogate, model_inputs, outputs[surrogate.outputs[0]], tol)
     order = np.argsort(errors["rel_l2"])
     median_sample = int(order[len(order) // 2])
     report["_arrays"] = {"inputs": {k: v[median_sample] for k, v in inputs.items()},
@@ -286,7 +302,14 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
         text += ("Against the ground truth:\n\n| method | PSNR dB | SSIM | normalised error | s/sample |\n"
                  f"|---|---|---|---|---|\n{rows}\n\n")
     speed = speed_text(report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"], unit)
-    return text + f"Speed: {speed} on {report['device']}.\n"
+    text += f"Speed: {speed} on {report['device']}.\n"
+    if "out_of_distribution_share" in report:
+        text += f"\nInputs outside the training inputs' range: {report['out_of_distribution_share']:.1%}.\n"
+    if "certified" in report:
+        from sciops.certified import certified_text
+
+        text += f"\nCertified answers: {certified_text(report['certified'])}.\n"
+    return text
 
 
 def speed_text(solver_seconds: float, surrogate_seconds: float, unit: str) -> str:
@@ -310,6 +333,10 @@ def summary_line(report: dict) -> str:
         per = report["per_time"]["rel_l2"]["mean"]
         text += f"relative L2 at t = {report['times'][0]:.3g} / {report['times'][-1]:.3g}: {per[0]:.4f} / {per[-1]:.4f}; "
     text += speed_text(report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"], unit)
+    if "certified" in report:
+        from sciops.certified import certified_text
+
+        text += "\n" + certified_text(report["certified"])
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

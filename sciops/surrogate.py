@@ -13,12 +13,14 @@ The operator runs on the input's grid, so any resolution the operator supports i
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sciops import checkpoint as ckpt
+from sciops.input_summary import outside
 from sciops.training.trainer import build_model, resolve_device
 
 MIN_POINTS = 4  # per dimension: fewer cannot carry a field plus its boundary
@@ -113,9 +115,43 @@ class Surrogate:
             raise ValueError(f"input sample {bad} contains NaN or Inf")
         return x, single, is_torch, source_device
 
-    def solve(self, inputs, batch_size: int = 64):
-        """Predict outputs for ``inputs`` (see module docstring)."""
+    def solve(self, inputs, batch_size: int = 64, *, return_estimate: bool = False, tol: float | None = None,
+              strict: bool = False):
+        """Predict outputs for ``inputs`` (see module docstring).
+
+        ``return_estimate=True``: ``(outputs, bounds)``, a guaranteed bound on each answer's relative
+        error; ``tol``: answers whose bound exceeds it are finished by the reference solver (see
+        :mod:`sciops.certified`; numpy in and out, problems with ``certified = True``). Inputs outside
+        the training inputs' summary are warned about; ``strict=True`` refuses them.
+        """
+        if return_estimate or tol is not None:
+            from sciops.certified import certify
+
+            if isinstance(inputs, torch.Tensor):
+                raise ValueError("return_estimate and tol take numpy inputs (the bound is computed in float64 "
+                                 "with the solver's operators, outside autograd)")
+            answer = certify(self, inputs, tol, batch_size, strict=strict)
+            return (answer.outputs, answer.bounds) if return_estimate else answer.outputs
+        return self._predict(inputs, batch_size, strict)
+
+    def out_of_distribution(self, inputs) -> np.ndarray:
+        """(batch,) bool, or a bool for one sample: inputs outside the summary of the training inputs
+        (all False for runs trained before sciops kept one)."""
+        x, single, _, _ = self._to_tensor(inputs)
+        summary = self.config.get("input_summary")
+        flagged = outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
+        return flagged[0] if single else flagged
+
+    def _predict(self, inputs, batch_size: int, strict: bool = False):
         x, single, is_torch, source_device = self._to_tensor(inputs)
+        summary = self.config.get("input_summary")
+        flagged = outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
+        if flagged.any():
+            message = (f"{int(flagged.sum())} of {flagged.size} inputs lie outside the range of the training inputs "
+                       f"(sciops.input_summary); the operator's answers there are extrapolation")
+            if strict:
+                raise ValueError(message + "; strict=True refuses them")
+            warnings.warn(message, stacklevel=3)
         # an empty batch gives an empty batch, as problem.solve does (shaped by a zero sample: FFTs refuse empty input)
         batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [x.new_zeros((1,) + x.shape[1:])]
         # numpy in: no gradients (no_grad, not inference_mode: tensors an operator caches must serve autograd later)
@@ -130,6 +166,13 @@ class Surrogate:
             out = {k: v[0] for k, v in out.items()}
         out = {k: (v.to(source_device) if is_torch else v.cpu().numpy()) for k, v in out.items()}
         return out if len(out) > 1 else out[self.outputs[0]]
+
+    def certify(self, inputs, tol: float | None = None, batch_size: int = 64):
+        """The whole certified answer (:class:`sciops.certified.Certified`): outputs, bounds, solver
+        iterations, refined samples, out-of-distribution flags and seconds."""
+        from sciops.certified import certify
+
+        return certify(self, inputs, tol, batch_size)
 
     __call__ = solve
 

@@ -43,6 +43,7 @@ import sciops
 from sciops import checkpoint as ckpt
 from sciops.losses import Standardized, loss_options, make_loss
 from sciops.normalization import NormalizedOperator, channel_stats
+from sciops.input_summary import summarize
 from sciops.training.memory import check_training_memory
 from sciops.operators import build, hyperparameters, operator_class
 from sciops.datasets.progress import Progress
@@ -222,7 +223,10 @@ class Trainer:
                 if saved[key] != mine[key]:
                     raise ValueError(f"cannot resume {self.run_dir}: its {key} settings differ from this command's "
                                      f"({ckpt.first_difference(saved[key], mine[key], key)})")
+            self.config["input_summary"] = saved.get("input_summary")
             return saved["normalization"], True
+        self.config["input_summary"] = summarize(self.dataset.get_inputs(self.train_idx[i:i + 256].tolist())
+                                                 for i in range(0, len(self.train_idx), 256))
         return self._stats(), False
 
     def fit(self, resume: bool = False, force: bool = False) -> dict:
