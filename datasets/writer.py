@@ -13,9 +13,20 @@ Crash safety. The file is written as ``<path>.partial`` in HDF5 SWMR mode (file 
 orders metadata writes so that the file on disk is consistent at every instant; each batch is
 written and flushed *before* ``n_written`` is advanced and flushed again. A killed run therefore
 leaves a ``.partial`` whose first ``n_written`` samples are complete. Only when all samples are
-written is ``complete`` set, the file closed and fsync-ed, and renamed to ``path`` with
-``os.replace`` (atomic), so ``path`` is always either absent or a complete dataset. While it runs,
-``generate`` holds an advisory lock on the ``.partial`` (see ``sciops.datasets.h5io``).
+written is ``complete`` set, the file closed, read back and checked sample by sample against the
+checksums written with the data (``sciops.datasets.checksums``), fsync-ed, and renamed to ``path``
+with ``os.replace`` (atomic, :func:`~sciops.datasets.h5io.commit`), so ``path`` is always either
+absent or a complete, verified dataset. While it runs, ``generate`` holds an advisory lock on the
+``.partial`` (see ``sciops.datasets.h5io``); a second writer is told which process holds it.
+
+Write failures. Each batch's datasets are flushed one by one, so a failed write (a full disk, a
+read-only or forbidden path) surfaces at that batch. ``generate`` then gives back the space it
+kept free (:data:`RESERVE_BYTES` plus a batch), closes the file cleanly, and raises a one-line
+:class:`~sciops.datasets.resources.WriteError` saying whether the ``.partial`` was kept (with its
+verified samples, resumable) or removed (nothing complete in it). A resumed ``.partial`` is checked
+again and any recorded sample that does not read back intact is written again. Before any work,
+the output is probed and :func:`check_resources` refuses a generation whose memory or disk
+estimate exceeds what the machine has (``force=True`` skips it).
 
 Existing files:
 
