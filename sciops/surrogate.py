@@ -9,6 +9,11 @@ also be passed as complex numbers, read as (real, imaginary)). numpy in gives
 numpy out (float32, computed without gradients); torch in gives torch out on the input's device,
 differentiable if grad mode is on. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
+
+Trust: ``solve(inputs, return_estimate=True)`` adds a guaranteed bound on each answer's error and
+``solve(inputs, tol=...)`` meets a tolerance by letting the reference solver finish (problems with
+a certified bound, darcy; see :mod:`sciops.certified`). Inputs outside the summary of the training
+inputs kept in the run (:mod:`sciops.input_summary`) are warned about; ``strict=True`` refuses them.
 """
 from __future__ import annotations
 
