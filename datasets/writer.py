@@ -61,7 +61,7 @@ import h5py
 import numpy as np
 
 from sciops.datasets import schema as S
-from sciops.datasets.checksums import CHECKSUMS, sample_checksums, verify_file
+from sciops.datasets.checksums import CHECKSUMS, check_file, sample_checksums, verify_file
 from sciops.datasets.h5io import (WriterLock, clear_write_flags, commit, killed_before_swmr, open_read, open_swmr_write,
                                  write_guarded)
 from sciops.datasets.resources import WriteError, check_fits, check_writable
@@ -264,9 +264,12 @@ def _check_final(path: Path, identity: dict[str, Any]) -> None:
     with open_read(path) as h5:
         try:
             attrs, _ = S.validate(h5, path)
+            check_file(h5, path)
         except S.IncompleteDatasetError:
             raise S.DatasetExistsError(f"{path} exists but is incomplete; pass overwrite=True (--overwrite) "
                                        f"to replace it") from None
+        except S.CorruptDatasetError as exc:
+            raise S.DatasetExistsError(f"{exc}; pass overwrite=True (--overwrite) to replace it") from None
     diffs = _differences(attrs, identity)
     if diffs:
         raise S.DatasetExistsError(f"{path} exists with different settings: {'; '.join(diffs)}; pass "

@@ -84,3 +84,15 @@ def _interrupted(problem, output, after_batches):
         generate(problem, 20, output, seed=2, batch_size=6, progress=False)
     finally:
         writer._write_batch = real
+
+
+def test_resume_onto_a_corrupt_complete_file_says_so(tmp_path, problem, dataset):
+    """--resume used to say "wrote" and do nothing over a complete file with damaged samples."""
+    from sciops.datasets import DatasetExistsError
+
+    damaged = tmp_path / "d.h5"
+    shutil.copy2(dataset, damaged)
+    with h5py.File(damaged, "r+") as h5:
+        h5["fields/u"][3] = 0.0
+    with pytest.raises(DatasetExistsError, match="sample 3 does not match its checksum.*--overwrite"):
+        generate(problem, 20, damaged, seed=2, batch_size=6, resume=True, progress=False)
