@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sciops.input_summary import counted_not_warned
 from sciops.losses import LpLoss, SobolevLoss, loss_options
 from sciops.problems import sample_seed
 from sciops.datasets.progress import Progress
@@ -154,7 +155,13 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
              progress_enabled: bool | None = None, tol: float | None = None) -> dict:
     """Errors and speedup of ``surrogate`` against its reference solver (see module docstring);
     with ``tol``, also its certified answers (``report["certified"]``, see
-    :func:`sciops.certified.certified_report`)."""
+    :func:`sciops.certified.certified_report`). The share of inputs outside the training inputs'
+    summary is reported (``out_of_distribution_share``) instead of warned about on every call."""
+    with counted_not_warned():
+        return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol)
+
+
+def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem

@@ -13,6 +13,9 @@ bounds (``sciops.certified``) hold for any input.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import torch
 
@@ -57,3 +60,15 @@ def outside(summary: dict, x: torch.Tensor) -> np.ndarray:
         pad = MARGIN * (hi - lo) + 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
         flagged |= ((stats[name] < lo - pad) | (stats[name] > hi + pad)).any(1)
     return flagged
+
+
+WARNING = "inputs lie outside the range of the training inputs"
+
+
+@contextlib.contextmanager
+def counted_not_warned():
+    """Silence the surrogate's out-of-distribution warning where the caller reports the share itself
+    (``sciops evaluate``, the demo)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{WARNING}")
+        yield

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sciops import checkpoint as ckpt
+from sciops.input_summary import WARNING as OOD_WARNING
 from sciops.input_summary import outside
 from sciops.training.trainer import build_model, resolve_device
 
@@ -152,8 +153,8 @@ class Surrogate:
         summary = self.config.get("input_summary")
         flagged = outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
         if flagged.any():
-            message = (f"{int(flagged.sum())} of {flagged.size} inputs lie outside the range of the training inputs "
-                       f"(sciops.input_summary); the operator's answers there are extrapolation")
+            message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.input_summary); the operator's "
+                       f"answers there are extrapolation")
             if strict:
                 raise ValueError(message + "; strict=True refuses them")
             warnings.warn(message, stacklevel=3)
