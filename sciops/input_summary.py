@@ -52,8 +52,10 @@ def summarize(batches) -> dict:
 
 def outside(summary: dict, x: torch.Tensor) -> np.ndarray:
     """(N,) bool: which inputs x (N, C, *grid) leave the summary's ranges (widened by MARGIN)."""
-    stats = sample_statistics(x)
     flagged = np.zeros(len(x), dtype=bool)
+    if not len(x):
+        return flagged
+    stats = sample_statistics(x)
     same_grid = list(x.shape[2:]) == summary.get("grid")
     for name in STATISTICS if same_grid else ("min", "max", "mean", "std"):
         lo, hi = np.asarray(summary[name]["low"]), np.asarray(summary[name]["high"])
