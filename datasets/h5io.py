@@ -75,14 +75,20 @@ def open_read(path: str | os.PathLike, *, locking: bool = True) -> h5py.File:
         raise ValueError(f"{path} is not a sciops dataset (not an HDF5 file)")
     try:
         return h5py.File(path, "r") if locking else h5py.File(path, "r", locking=False)
-    except OSError as first:
-        if "truncated file" in str(first):  # HDF5's SWMR open retries such a file without end
-            raise ValueError(f"{path} is truncated (HDF5: {first}); expected a complete file: regenerate it, "
+    except (OSError, RuntimeError) as first:
+        reason = str(first).strip().splitlines()[0] if str(first).strip() else type(first).__name__
+        if "truncated file" in reason:  # HDF5's SWMR open retries such a file without end
+            raise ValueError(f"{path} is truncated (HDF5: {reason}); expected a complete file: regenerate it, "
                              "or finish it with sciops generate --resume if it is a .partial") from None
+        if not superblock_intact(path) or not write_flags(path):
+            # HDF5's SWMR open retries a damaged superblock without end: only a file a writer has
+            # (or had) open, with an intact superblock, is worth opening that way
+            raise ValueError(f"{path} is damaged or not a sciops dataset (HDF5 cannot open it: {reason}); "
+                             f"regenerate it") from None
         try:  # being written (SWMR), or left open-for-write by a killed writer
             return h5py.File(path, "r", swmr=True, locking=False)
-        except OSError:
-            raise ValueError(f"{path} is not a sciops dataset (HDF5 cannot open it: {first})") from None
+        except (OSError, RuntimeError):
+            raise ValueError(f"{path} is not a sciops dataset (HDF5 cannot open it: {reason})") from None
 
 
 def write_guarded(partial: str | os.PathLike, reserve_bytes: int, open_file, write) -> BaseException | None:
@@ -256,6 +262,23 @@ def killed_before_swmr(path: str | os.PathLike) -> bool:
         return True
     flags = write_flags(path)
     return bool(flags & SUPER_WRITE_ACCESS) and not flags & SUPER_SWMR_WRITE_ACCESS
+
+
+def superblock_intact(path: str | os.PathLike) -> bool:
+    """True if the version-2/3 superblock at offset 0 matches its checksum (older versions: True)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if head[:8] != HDF5_SIGNATURE or len(head) < 12:
+                return False
+            if head[8] < 2:
+                return True
+            body_len = 12 + 4 * head[9]
+            fh.seek(0)
+            block = fh.read(body_len + 4)
+    except OSError:
+        return False
+    return len(block) == body_len + 4 and lookup3(block[:body_len]) == int.from_bytes(block[body_len:], "little")
 
 
 def clear_write_flags(path: str | os.PathLike) -> bool:

@@ -34,10 +34,14 @@ def describe(path: str | os.PathLike) -> str:
         attrs, fields = S.validate(h5, path, require_complete=False)
         n, written = int(attrs[S.ATTR_N_SAMPLES]), int(attrs[S.ATTR_N_WRITTEN])
         complete = bool(attrs[S.ATTR_COMPLETE]) and written >= n and not S.is_partial(path)
-        grid = {name: (ds[()], S.decode_value(ds.attrs.get("units", ""))) for name, ds in h5[S.GRID].items()} \
-            if S.GRID in h5 else {}
-        stored = {name: h5[S.FIELDS][name].id.get_storage_size() for name in fields}
-        compression = {name: h5[S.FIELDS][name].compression for name in fields}
+        try:
+            grid = {name: (ds[()], S.decode_value(ds.attrs.get("units", ""))) for name, ds in h5[S.GRID].items()} \
+                if S.GRID in h5 else {}
+            stored = {name: h5[S.FIELDS][name].id.get_storage_size() for name in fields}
+            compression = {name: h5[S.FIELDS][name].compression for name in fields}
+        except (OSError, RuntimeError, KeyError, AttributeError) as exc:
+            raise S.CorruptDatasetError(f"{path}: its HDF5 structure is damaged ({type(exc).__name__}); the file is "
+                                        f"corrupt: regenerate it") from None
         checked = has_checksums(h5)
         first_bad = verify_file(h5, path, rows=written) if checked else written
     if first_bad < written:  # a reader would refuse it: say so, never call it complete

@@ -256,7 +256,8 @@ def validate(h5, path: str | os.PathLike, *, require_complete: bool = True) -> t
     try:
         return _validate(h5, path, require_complete)
     except (OSError, RuntimeError, KeyError, AttributeError, TypeError, UnicodeDecodeError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = (str(exc).strip().splitlines()[0] if isinstance(exc, (OSError, RuntimeError)) and str(exc).strip()
+                  else "a link or an attribute cannot be decoded")
         raise CorruptDatasetError(f"{path}: its HDF5 structure is damaged ({detail}); the file is corrupt: "
                                   f"regenerate it") from None
 
@@ -293,4 +294,25 @@ def _validate(h5, path, require_complete: bool) -> tuple[dict[str, Any], dict[st
     if missing:  # HDF5 would silently read a missing shard's samples as fill values
         raise ValueError(f"{path} is a sharded dataset whose shard {missing[0]} is missing ({len(missing)} of "
                          f"{len(shards)} missing); keep the index beside its .shards folder")
+    _check_shards(path, attrs, [Path(h5.filename).parent / s for s in shards])
     return attrs, fields
+
+
+def _check_shards(path, attrs: dict[str, Any], files: list[Path]) -> None:
+    """Each shard of an index must hold the index's problem, parameters and seed, and the samples
+    that follow the previous shard's: a shard swapped in from another run has its own checksums,
+    so only its identity shows it."""
+    import h5py
+
+    start = 0
+    for file in files:
+        with h5py.File(file, "r", locking=False) as shard:
+            got = decode_attrs(shard.attrs)
+        for key in (ATTR_PROBLEM, ATTR_SEED):
+            if got.get(key) != attrs.get(key):
+                raise CorruptDatasetError(f"{path}: shard {file.name} holds {key}={got.get(key)!r}, the index "
+                                          f"{attrs.get(key)!r}; it belongs to another run: regenerate it")
+        if not same_json(got.get(ATTR_PARAMS), attrs.get(ATTR_PARAMS)) or int(got.get(ATTR_START, 0)) != start:
+            raise CorruptDatasetError(f"{path}: shard {file.name} holds other parameters or samples than the index "
+                                      f"expects (from sample {start}); it belongs to another run: regenerate it")
+        start += int(got.get(ATTR_N_SAMPLES, 0))

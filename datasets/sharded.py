@@ -80,6 +80,7 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_N
 # solver 7-10x slower in a worker than in a plain process in a probe here. sciops' LocalCluster leaves it unset.
 MALLOC_ENV = "MALLOC_TRIM_THRESHOLD_"
 _COPY_BLOCK_BYTES = 64 * 2**20
+MERGE_BLOCK = 16  # samples copied between flushes
 
 
 def shard_dir(path: str | os.PathLike) -> Path:
@@ -450,7 +451,7 @@ def merge(index: str | os.PathLike, output: str | os.PathLike, *, overwrite: boo
             n = int(attrs[S.ATTR_N_SAMPLES])
             sample_bytes = sum(f.sample_bytes for f in fields.values())
             check_fits(f"merging {index}", 0, sample_bytes * n, output, force=force)
-            failure = write_guarded(partial, RESERVE_BYTES + min(_COPY_BLOCK_BYTES, sample_bytes * n),
+            failure = write_guarded(partial, RESERVE_BYTES + sample_bytes * min(MERGE_BLOCK, n),
                                     lambda: h5py.File(partial, "w", libver=S.LIBVER, locking=False),
                                     lambda out: _write_merged(src, out, attrs, fields, n, index, progress,
                                                               f"merge {output.name}"))
@@ -500,12 +501,17 @@ def _copy_fields(src, out, fields: dict[str, S.FieldInfo], n: int, index: Path, 
         for key, value in ds.attrs.items():
             dst.attrs[key] = value
         sums.create_dataset(name, (n,), dtype=np.uint32)
-    block = max(1, _COPY_BLOCK_BYTES // max(sum(f.sample_bytes for f in fields.values()), 1))
+    # at most MERGE_BLOCK samples between flushes: what a failed close may still have to write
+    block = max(1, min(MERGE_BLOCK, _COPY_BLOCK_BYTES // max(sum(f.sample_bytes for f in fields.values()), 1)))
     with Progress(n, desc=desc, mode=progress) as bar:
         for lo in range(0, n, block):
             hi = min(n, lo + block)
             for name in fields:
-                data = src[S.FIELDS][name][lo:hi]
+                try:
+                    data = src[S.FIELDS][name][lo:hi]
+                except OSError as exc:
+                    raise S.CorruptDatasetError(f"{index}: field {name!r} of samples {lo}..{hi - 1} cannot be read "
+                                                f"({str(exc).splitlines()[0]}); a shard is damaged: regenerate it") from None
                 verify_rows(src, name, slice(lo, hi), data, index)
                 finite = np.isfinite(data.reshape(hi - lo, -1)).all(axis=1)
                 if not finite.all():  # the writer never stores NaN: a hole in a virtual index
@@ -514,4 +520,6 @@ def _copy_fields(src, out, fields: dict[str, S.FieldInfo], n: int, index: Path, 
                 group[name][lo:hi] = data
                 sums[name][lo:hi] = sample_checksums(data)
                 group[name].flush()  # a failed chunk write surfaces here, not in a garbage-collected close
+                sums[name].flush()
+            out.flush()
             bar.update(hi - lo)

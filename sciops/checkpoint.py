@@ -58,7 +58,7 @@ def atomic_write(path: Path, write) -> None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, WriteError) or not is_write_failure(exc):
             raise
-        kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+        kept = f"the previous {path.name} is kept" if path.exists() else f"{path.name} was not written"
         raise WriteError(path, exc, kept) from None
     except BaseException:
         if tmp is not None:

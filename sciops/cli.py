@@ -94,7 +94,7 @@ def cmd_generate(args) -> None:
 def cmd_merge(args) -> None:
     from sciops.datasets.sharded import merge
 
-    print(f"wrote {merge(args.index, args.output, overwrite=args.overwrite, progress=None if not args.quiet else False)}")
+    print(f"wrote {merge(args.index, args.output, overwrite=args.overwrite, force=args.force, progress=None if not args.quiet else False)}")
 
 
 def cmd_info(args) -> None:
@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("index", help="index file written by generate --workers/--scheduler")
     p.add_argument("-o", "--output", required=True, help="output HDF5 file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--force", action="store_true", help="run even where the size estimate exceeds the free disk")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_merge)
 
@@ -422,7 +423,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for option in OUTPUT_OPTIONS:  # before any work: a run must not end on an unwritable path
             if getattr(args, option, None):
-                check_writable(Path(getattr(args, option)), f"--{option}")
+                target = Path(getattr(args, option))
+                folder_expected = option == "output" and args.verb in ("train", "finetune")
+                if target.is_dir() and not folder_expected and args.verb in ("evaluate", "invert"):
+                    raise IsADirectoryError(f"--{option} {target} is a directory; expected a file name")
+                if folder_expected and target.exists() and not target.is_dir():
+                    raise NotADirectoryError(f"-o {target} is a file; expected a run directory")
+                check_writable(target, f"--{option}")
         return args.func(args) or 0
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)

@@ -69,6 +69,8 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, monkeypatch, c
         (["evaluate", "no_such_run", "--plot", str(afile / "p.png")], f"--plot {afile / 'p.png'}: {afile} is not a directory"),
         (["generate", "darcy", "-n", "2", "-o", str(tmp_path / "out.h5"), "--overwrite"],
          "out.h5 is a directory; expected a file name for the dataset"),
+        (["evaluate", "no_such_run", "--report", str(tmp_path / "out.h5")], "is a directory; expected a file name"),
+        (["train", "fno", "--data", "no.h5", "-o", str(afile)], f"-o {afile} is a file; expected a run directory"),
     ]
     for argv, message in cases:
         code, _, err = run(capsys, *argv)
