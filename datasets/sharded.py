@@ -300,9 +300,11 @@ def _connect(workers: int | None, scheduler: str | None):
         return client, None
     import dask
 
+    # silence_logs: a task's error reaches the driver through its future and is reported there in
+    # one line; the workers' own "Compute Failed" logs would print its traceback first
     with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_ENV}": None}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=dict(SINGLE_THREAD_ENV), silence_logs=logging.ERROR)
+                               env=dict(SINGLE_THREAD_ENV), silence_logs=logging.CRITICAL)
     return Client(cluster, set_as_default=False), cluster
 
 
