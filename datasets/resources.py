@@ -7,8 +7,8 @@
 * :func:`check_writable` creates and removes a probe file beside an output path, so an output the
   process cannot create (a read-only mount, ``/proc``, a full disk) is refused before any work.
   ``os.access`` is not enough: it says yes to root on read-only and pseudo file systems.
-* :class:`SpaceReserve` keeps a few MiB free beside an HDF5 output and gives them back when a
-  write fails, so the file can still be closed cleanly (see the class).
+* :class:`SpaceReserve` keeps some space free beside an HDF5 output (what a close may still have
+  to write) and gives it back when a write fails, so the file can still be closed cleanly.
 * :func:`available_memory` and :func:`free_disk` read what this process may still use: the least
   of ``MemAvailable``, the cgroup's ``memory.max`` less its usage, and ``RLIMIT_AS``; and the free
   bytes of the file system that will hold a path.
@@ -31,6 +31,7 @@ _CAUSES = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota ex
 
 
 def format_bytes(nbytes: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
