@@ -158,6 +158,9 @@ def cmd_evaluate(args) -> None:
     kind = kinds.of_run(args.run_dir)  # grid fields or particle trajectories: its own evaluation
     markdown, summary_line = kind.get("markdown"), kind.get("summary_line")
     surrogate = sciops.load(args.run_dir, device=args.device)
+    if "history" not in surrogate.config:  # written when training ends
+        print(f"note: the training of {args.run_dir} has not finished (interrupted, or still running); its best "
+              f"weights so far are evaluated", file=sys.stderr)
     fresh = None if args.data else (50 if args.fresh is None else args.fresh)
     if args.tol is not None and not getattr(surrogate.problem, "certified", False):
         from sciops.certified import certified_problems

@@ -160,3 +160,17 @@ def test_a_pickled_object_is_refused_without_unsafe_advice(tmp_path):
     message = str(refused.value)
     assert str(path) in message and "system" in message and "\n" not in message
     assert "weights_only" not in message and "False" not in message and len(message) < 250
+
+
+def test_evaluate_says_when_a_run_has_not_finished(tmp_path, straight, capsys):
+    from sciops.cli import main
+
+    run = tmp_path / "unfinished"
+    shutil.copytree(straight, run)
+    config = ckpt.load_json(run / ckpt.CONFIG)
+    del config["history"]  # as written at the end of the first epoch
+    ckpt.save_json(run / ckpt.CONFIG, config)
+    assert main(["evaluate", str(run), "--fresh", "2"]) == 0
+    assert "has not finished" in capsys.readouterr().err
+    assert main(["evaluate", str(straight), "--fresh", "2"]) == 0
+    assert "has not finished" not in capsys.readouterr().err
