@@ -4,8 +4,9 @@ Public API:
 
 * :func:`generate` (``writer``): stream a problem's samples into a schema-1 HDF5 file, crash-safe
   and resumable (``<path>.partial`` until complete, then renamed).
-* :func:`generate_sharded` / :func:`merge` (``sharded``): the same on a Dask cluster, as shards plus a
-  virtual-dataset index that readers see as one file; ``merge`` writes one contiguous file.
+* :func:`generate_sharded` (``sharded``): the same on a Dask cluster, as shards plus a
+  virtual-dataset index that readers see as one file; :func:`merge` (``merge``) writes one
+  contiguous file.
 * :func:`open_dataset` / :class:`SciopsDataset` (``reader``): a torch ``Dataset`` of channel-first
   ``(x, y)`` float32 pairs, in memory or lazy, with ``get_batch``.
 * :func:`open_xarray` (``xarray_view``): an ``xarray.Dataset`` with named dims and coordinates.
@@ -38,7 +39,7 @@ _LAZY = {
     "open_dataset": "sciops.datasets.reader",
     "open_xarray": "sciops.datasets.xarray_view",
     "generate_sharded": "sciops.datasets.sharded",
-    "merge": "sciops.datasets.sharded",
+    "merge": "sciops.datasets.merge",
 }
 
 

@@ -165,6 +165,8 @@ class Darcy(Problem):
         if a.ndim != 3 or a.shape[-1] != a.shape[-2] or a.shape[-1] < 3 or u.shape != a.shape:
             raise ValueError(f"darcy bounds need a and u of one shape (batch, n, n) with n >= 3, got {a.shape} "
                              f"and {u.shape}")
+        u[:, [0, -1], :] = 0.0  # the boundary condition: the discrete solution space has u = 0 there
+        u[:, :, [0, -1]] = 0.0
         return a, u
 
     def certify(self, inputs, outputs, tol: float | None = None):
@@ -184,8 +186,6 @@ class Darcy(Problem):
         dtype = np.asarray(outputs).dtype if np.issubdtype(np.asarray(outputs).dtype, np.floating) else np.float64
         f, averaging = self.params["forcing"], self.params["averaging"]
         op = DarcyOperator(a, f, averaging)
-        u[:, [0, -1], :] = 0.0
-        u[:, :, [0, -1]] = 0.0
         u = u.astype(dtype).astype(np.float64)
         bounds = op.certify(u[:, 1:-1, 1:-1])
         iterations = np.zeros(len(a), dtype=np.int64)
@@ -209,7 +209,5 @@ class Darcy(Problem):
         a, u = self._check_bound_inputs(inputs, outputs)
         exact = solve_darcy(a, self.params["forcing"], averaging=self.params["averaging"])
         op = DarcyOperator(a, self.params["forcing"], self.params["averaging"])
-        u[:, [0, -1], :] = 0.0
-        u[:, :, [0, -1]] = 0.0
         inner = (slice(None), slice(1, -1), slice(1, -1))
         return op.energy((exact - u)[inner]) / op.energy(exact[inner])

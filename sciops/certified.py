@@ -37,6 +37,13 @@ def certified_problems() -> list[str]:
     return [name for name in problems.names() if getattr(problems.problem_class(name), "certified", False)]
 
 
+def check_tol(tol, option: str = "tol") -> float:
+    """``tol`` if it is a finite number > 0, else a ValueError naming ``option``."""
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"{option} must be a finite number > 0, got {tol!r}")
+    return float(tol)
+
+
 def certify(surrogate, inputs, tol: float | None = None, batch_size: int = 64, strict: bool = False) -> Certified:
     """The surrogate's answers for ``inputs`` (numpy, one field) with guaranteed bounds, refined by
     the reference solver where a bound exceeds ``tol``."""
@@ -44,9 +51,8 @@ def certify(surrogate, inputs, tol: float | None = None, batch_size: int = 64, s
     if not problem.certified:
         raise ValueError(f"problem {problem.name} has no certified error bound; problems "
                          f"with one: {', '.join(certified_problems())}")
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not np.isfinite(tol)
-                            or tol <= 0):
-        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    if tol is not None:
+        check_tol(tol)
     t0 = time.perf_counter()
     predicted = surrogate._predict(inputs, batch_size, strict)
     outputs, bounds, iterations = problem.certify(inputs, predicted, tol)
@@ -70,6 +76,8 @@ def certified_report(surrogate, inputs: np.ndarray, reference: np.ndarray, tol: 
     * ``discretisation_gap``: the relative L2 distance between the direct solve on the input grid
       and the reference outputs (a finer configured solve): what no bound on the input grid sees.
     """
+    import torch
+
     from sciops.losses import LpLoss
     from sciops.solvers.darcy import solve_darcy
     from sciops.solvers.darcy_bounds import pcg
@@ -88,7 +96,7 @@ def certified_report(surrogate, inputs: np.ndarray, reference: np.ndarray, tol: 
     t0 = time.perf_counter()
     direct = solve_darcy(np.asarray(inputs, dtype=np.float64), f, averaging=averaging)
     direct_seconds = time.perf_counter() - t0
-    gap = LpLoss(reduction="none")(torch_of(direct), torch_of(reference)).numpy()
+    gap = LpLoss(reduction="none")(torch.as_tensor(direct), torch.as_tensor(np.asarray(reference, np.float64))).numpy()
     finite = effectivity[np.isfinite(effectivity)]
     return {
         "tol": tol,
@@ -107,12 +115,6 @@ def certified_report(surrogate, inputs: np.ndarray, reference: np.ndarray, tol: 
                                "direct": direct_seconds / n},
         "discretisation_gap": {"median": float(np.median(gap)), "max": float(gap.max())},
     }
-
-
-def torch_of(array: np.ndarray):
-    import torch
-
-    return torch.as_tensor(np.asarray(array, dtype=np.float64))
 
 
 def certified_text(c: dict) -> str:

@@ -67,15 +67,9 @@ def cmd_generate(args) -> None:
 
     problem = problems.get(args.problem, **_key_values(args.param, "--param"))
     if args.dry_run:
-        from sciops.datasets.info import format_bytes
-        from sciops.datasets.resources import available_memory, free_disk
-        from sciops.datasets.writer import estimate
+        from sciops.datasets.estimates import estimate_text
 
-        need, have = estimate(problem, args.n, args.batch_size), available_memory()
-        print(f"{args.n} samples of {problem.name} in batches of {need['batch_size']}: peak memory about "
-              f"{format_bytes(need['memory'])} ({'unknown' if have is None else format_bytes(have)} available), "
-              f"file at most {format_bytes(need['disk'])} before compression ({format_bytes(free_disk(args.output))} "
-              f"free); nothing written")
+        print(estimate_text(problem, args.n, args.batch_size, Path(args.output)))
         return
     common = dict(seed=args.seed, resume=args.resume, overwrite=args.overwrite, batch_size=args.batch_size,
                   progress=None if not args.quiet else False, force=args.force)
@@ -92,7 +86,7 @@ def cmd_generate(args) -> None:
 
 
 def cmd_merge(args) -> None:
-    from sciops.datasets.sharded import merge
+    from sciops.datasets.merge import merge
 
     print(f"wrote {merge(args.index, args.output, overwrite=args.overwrite, force=args.force, progress=None if not args.quiet else False)}")
 

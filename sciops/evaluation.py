@@ -166,13 +166,12 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
     if tol is not None:
-        from sciops.certified import certified_problems
+        from sciops.certified import certified_problems, check_tol
 
         if not problem.certified:
             raise ValueError(f"--tol: problem {problem.name} has no certified error bound; problems with one: "
                              f"{', '.join(certified_problems())}")
-        if not (math.isfinite(tol) and tol > 0):
-            raise ValueError(f"--tol must be a finite number > 0, got {tol!r}")
+        check_tol(tol, "--tol")
     config = surrogate.config
     if fresh is not None:
         if fresh < 1:

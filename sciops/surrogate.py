@@ -144,14 +144,16 @@ class Surrogate:
         """(batch,) bool, or a bool for one sample: inputs outside the summary of the training inputs
         (all False for runs trained before sciops kept one)."""
         x, single, _, _ = self._to_tensor(inputs)
-        summary = self.config.get("input_summary")
-        flagged = outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
+        flagged = self._flags(x)
         return flagged[0] if single else flagged
+
+    def _flags(self, x: torch.Tensor) -> np.ndarray:
+        summary = self.config.get("input_summary")
+        return outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
 
     def _predict(self, inputs, batch_size: int, strict: bool = False):
         x, single, is_torch, source_device = self._to_tensor(inputs)
-        summary = self.config.get("input_summary")
-        flagged = outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
+        flagged = self._flags(x)
         if flagged.any():
             message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.input_summary); the operator's "
                        f"answers there are extrapolation")
