@@ -80,20 +80,20 @@ class Scene:
             parts.append((x, np.broadcast_to(v, x.shape), np.full(len(x), body.material, np.int64), vol))
         return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(("x", "v", "material", "volume"))}
 
-    def solver(self, dt: float | None = None, *, device=None, dtype=torch.float64) -> MPMSolver:
+    def solver(self, dt: float | None = None, *, device=None, dtype=torch.float64, backend=None) -> MPMSolver:
         if dt is None:
             dt = stable_time_step(self.materials, self.dx)
         return MPMSolver(self.bounds, self.dx, dt, self.materials, gravity=self.gravity, boundary=self.boundary,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, backend=backend)
 
     def initial_state(self, solver: MPMSolver, **sampling) -> MPMState:
         p = self.particles(**sampling)
         return solver.state(p["x"], p["v"], p["material"], p["volume"])
 
     def simulate(self, frames: int, stride: int = 1, *, dt: float | None = None, device=None,
-                 dtype=torch.float64, **sampling):
+                 dtype=torch.float64, backend=None, **sampling):
         """(positions (frames, P, d) numpy, the particle dict) of a run from the sampled bodies."""
-        solver = self.solver(dt, device=device, dtype=dtype)
+        solver = self.solver(dt, device=device, dtype=dtype, backend=backend)
         p = self.particles(**sampling)
         state = solver.state(p["x"], p["v"], p["material"], p["volume"])
         return solver.run(state, frames, stride).cpu().numpy(), p

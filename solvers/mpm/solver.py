@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sciops.solvers.mpm import backends
 from sciops.solvers.mpm import materials as M
 from sciops.solvers.mpm.transfers import Grid
 
@@ -113,11 +114,13 @@ class MPMSolver:
     bounds: (d, 2) box [lo, hi] per axis in metres (d = 2 or 3); dx: grid spacing (the box sides
     must be whole multiples); dt: the fixed time step in s; materials: list of
     :class:`~sciops.solvers.mpm.materials.Material` indexed by particle material ids; gravity:
-    (d,) in m/s^2 (default -9.81 along the last axis); boundary: "slip", "sticky" or "none".
+    (d,) in m/s^2 (default -9.81 along the last axis); boundary: "slip", "sticky" or "none";
+    backend: "warp" (compiled kernels) or "torch" (the reference, with autograd), default the
+    fastest installed one that serves the dtype and device (``backends``).
     """
 
     def __init__(self, bounds, dx: float, dt: float, materials, *, gravity=None, boundary: str = "slip",
-                 device=None, dtype: torch.dtype = torch.float64) -> None:
+                 device=None, dtype: torch.dtype = torch.float64, backend: str | None = None) -> None:
         b = np.asarray(bounds, dtype=np.float64)
         if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] not in (2, 3) or not np.isfinite(b).all() \
                 or not (b[:, 1] > b[:, 0]).all():
@@ -153,6 +156,7 @@ class MPMSolver:
         self.gravity = torch.tensor(g, dtype=dtype, device=self.device)
         self.bounds = torch.tensor(b, dtype=dtype, device=self.device)
         self.grid = Grid(self.bounds, self.dx, tuple(int(c) for c in np.round(cells)))
+        self.backend = backends.resolve(backend, dtype, self.device)
         speeds = [m.wave_speed for m in mats]
         fastest = int(np.argmax(speeds))
         courant = self.dt * speeds[fastest] / self.dx
@@ -161,6 +165,11 @@ class MPMSolver:
                 f"dt={self.dt:g} s is beyond the stability limit: the {mats[fastest].kind} material {fastest} has wave "
                 f"speed {speeds[fastest]:.4g} m/s, so dt c / dx = {courant:.3g} exceeds {MAX_WAVE_COURANT}; expected "
                 f"dt <= {self.stable_dt():.4g} s at dx={self.dx:g}")
+        self._compiled = None
+        if self.backend == "warp":
+            from sciops.solvers.mpm.warp_backend import WarpStepper
+
+            self._compiled = WarpStepper(self)
 
     def stable_dt(self) -> float:
         """The largest dt the elastic-wave check accepts for these materials and dx."""
@@ -249,6 +258,29 @@ class MPMSolver:
     # ---------------------------------------------------------------------------------- stepping
     def step(self, s: MPMState) -> MPMState:
         """Advance ``s`` by one time step in place (and return it)."""
+        if self._compiled is not None:
+            self._check_grid(s, *self._compiled.to_grid(s))
+            self._check_left(s, self._compiled.to_particles(s))
+        else:
+            self._torch_step(s)
+        s.step += 1
+        s.time += self.dt
+        return s
+
+    def _check_grid(self, s: MPMState, vmax: float, nonfinite: int = 0) -> None:
+        dt, dx = self.dt, self.dx
+        if nonfinite or not math.isfinite(vmax) or vmax * dt / dx > MAX_COURANT:
+            what = "non-finite velocities" if nonfinite or not math.isfinite(vmax) else \
+                f"grid speed {vmax:.4g} m/s gives dt max|v| / dx = {vmax * dt / dx:.3g} > {MAX_COURANT}"
+            raise MPMStabilityError(f"MPM step {s.step + 1} (t = {s.time + dt:.6g} s): {what}; dt={dt:g} s is beyond the "
+                                    f"stability limit for this scene, expected a smaller dt")
+
+    def _check_left(self, s: MPMState, count: int) -> None:
+        if count:
+            raise MPMStabilityError(f"MPM step {s.step + 1}: {count} particle(s) left the box "
+                                    f"{self.bounds.tolist()} (boundary='none'); expected a larger box")
+
+    def _torch_step(self, s: MPMState) -> None:
         grid, dt, dx = self.grid, self.dt, self.dx
         st = grid.stencil(s.x)
         affine = s.mass[:, None, None] * s.C - (dt * 4.0 / dx ** 2) * s.volume[:, None, None] * s.tau
@@ -257,25 +289,14 @@ class MPMSolver:
         gv = torch.where(active, grid_mv / grid_m.clamp_min(torch.finfo(grid_m.dtype).tiny)[:, None] + dt * self.gravity,
                          torch.zeros_like(grid_mv))
         gv = grid.apply_walls(gv, self.boundary)
-        vmax = float(gv.abs().max())
-        if not math.isfinite(vmax) or vmax * dt / dx > MAX_COURANT:
-            what = "non-finite velocities" if not math.isfinite(vmax) else \
-                f"grid speed {vmax:.4g} m/s gives dt max|v| / dx = {vmax * dt / dx:.3g} > {MAX_COURANT}"
-            raise MPMStabilityError(f"MPM step {s.step + 1} (t = {s.time + dt:.6g} s): {what}; dt={dt:g} s is beyond the "
-                                    f"stability limit for this scene, expected a smaller dt")
+        self._check_grid(s, float(gv.abs().max()))
         s.v, s.C = grid.g2p(st, gv)
         s.x = s.x + dt * s.v
         if self.boundary == "none":
-            outside = ((s.x < self.bounds[:, 0]) | (s.x > self.bounds[:, 1])).any(-1)
-            if outside.any():
-                raise MPMStabilityError(f"MPM step {s.step + 1}: {int(outside.sum())} particle(s) left the box "
-                                        f"{self.bounds.tolist()} (boundary='none'); expected a larger box")
+            self._check_left(s, int(((s.x < self.bounds[:, 0]) | (s.x > self.bounds[:, 1])).any(-1).sum()))
         else:
             s.x = torch.maximum(torch.minimum(s.x, self.bounds[:, 1]), self.bounds[:, 0])
         s.F, s.tau = self._constitutive(s.F + dt * (s.C @ s.F), s.groups)
-        s.step += 1
-        s.time += dt
-        return s
 
     def run(self, s: MPMState, frames: int, stride: int = 1) -> torch.Tensor:
         """Positions (frames, P, d) at steps 0, stride, 2 stride, ... (frame 0 = the current state)."""
