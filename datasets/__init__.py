@@ -11,6 +11,9 @@ Public API:
   ``(x, y)`` float32 pairs, in memory or lazy, with ``get_batch``.
 * :func:`open_xarray` (``xarray_view``): an ``xarray.Dataset`` with named dims and coordinates.
 * :func:`describe` (``info``): the text that ``sciops info`` prints.
+* :func:`import_file` / :func:`from_arrays` (``importing``, readers in ``importers/``): other projects'
+  files (FNO .mat, neuraloperator .pt, PDEBench, The Well, .npz) or arrays as schema-1 datasets,
+  with their provenance; :func:`export_netcdf` (``netcdf``): a CF netCDF-4 copy, written atomically.
 * ``schema``: the file layout, attribute names, and :func:`validate`; ``h5io``: low-level file
   handling (recognising, locking, recovering after a crash); ``progress``: progress output.
 
@@ -40,6 +43,10 @@ _LAZY = {
     "open_xarray": "sciops.datasets.xarray_view",
     "generate_sharded": "sciops.datasets.sharded",
     "merge": "sciops.datasets.merge",
+    "import_file": "sciops.datasets.importing",
+    "from_arrays": "sciops.datasets.importing",
+    "parse_grid": "sciops.datasets.importing",
+    "export_netcdf": "sciops.datasets.netcdf",
 }
 
 
@@ -65,11 +72,15 @@ __all__ = [
     "SciopsDataset",
     "default_batch_size",
     "describe",
+    "export_netcdf",
+    "from_arrays",
     "generate",
     "generate_sharded",
+    "import_file",
     "merge",
     "open_dataset",
     "open_xarray",
+    "parse_grid",
     "partial_path",
     "validate",
 ]

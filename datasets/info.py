@@ -4,7 +4,8 @@ Every written sample is checked against its checksum (see ``sciops.datasets.chec
 that fails is a ``CorruptDatasetError``, never described as complete. Works on complete files, on incomplete ones and on ``.partial`` files being written or left by an
 interrupted run (it reports ``n_written / n_samples`` and the resume command). Raises the same
 errors as the readers for a missing file, a non-HDF5 file or an HDF5 file that is not a sciops
-dataset.
+dataset. A netCDF file is summarised if it is a sciops export (``sciops.datasets.netcdf``) and named
+for what it is otherwise; an imported file shows its source, keys, transformations and solver check.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from sciops.datasets import schema as S
 from sciops.datasets.checksums import has_checksums, verify_file
 from sciops.datasets.h5io import open_read
+from sciops.datasets.netcdf import is_netcdf
 from sciops.datasets.resources import format_bytes
 
 
@@ -27,9 +29,30 @@ def _kv(d) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items()) or "-"
 
 
+def _provenance_lines(provenance: dict) -> list[str]:
+    """Where an imported file's data came from and what was done to them."""
+    origin = provenance.get("file") or "arrays given in Python"
+    lines = [f"  source     {origin} ({provenance.get('format', '?')}, sha256 {str(provenance.get('sha256', '?'))[:16]}...)"]
+    keys = provenance.get("keys") or {}
+    if keys:
+        lines.append("  keys       " + ", ".join(k if k == v else f"{v} -> {k}" for k, v in keys.items()))
+    for note in provenance.get("transformations") or []:
+        lines.append(f"  changed    {note}")
+    check = provenance.get("check")
+    if isinstance(check, dict):
+        lines.append(f"  checked    {check.get('problem')}'s solver on {check.get('samples')} samples: relative L2 "
+                     f"{check.get('max_relative_l2', float('nan')):.3g} at most (tolerance {check.get('tolerance')})"
+                     + ("; imported with --force" if check.get("forced") else ""))
+    return lines
+
+
 def describe(path: str | os.PathLike) -> str:
     """A multi-line summary: problem, parameters, samples, fields, grid, solver, timings, size."""
     path = Path(path)
+    if is_netcdf(path):
+        from sciops.datasets.netcdf import describe_netcdf
+
+        return describe_netcdf(path)
     with open_read(path, locking=not S.is_partial(path)) as h5:
         attrs, fields = S.validate(h5, path, require_complete=False)
         n, written = int(attrs[S.ATTR_N_SAMPLES]), int(attrs[S.ATTR_N_WRITTEN])
@@ -48,11 +71,16 @@ def describe(path: str | os.PathLike) -> str:
         raise S.CorruptDatasetError(f"{path}: sample {first_bad} does not match its checksum; the file is corrupt: "
                                     f"regenerate it" + (f" (or resume it: `{S.resume_command(path, attrs)}`)"
                                                         if not complete else ""))
+    provenance = attrs.get(S.ATTR_PROVENANCE)
+    imported = isinstance(provenance, dict)
+    params = attrs[S.ATTR_PARAMS]
+    if attrs[S.ATTR_PROBLEM] == "external" and isinstance(params, dict):
+        params = {"geometry": params.get("geometry")}
     lines = [f"{path}  ({format_bytes(path.stat().st_size)})",
              f"  problem    {attrs[S.ATTR_PROBLEM]}",
-             f"  params     {_kv(attrs[S.ATTR_PARAMS])}",
-             f"  seed       {attrs[S.ATTR_SEED]}",
-             f"  samples    {written} / {n} written, " + ("complete" if complete else "INCOMPLETE")]
+             f"  params     {_kv(params)}"]
+    lines += _provenance_lines(provenance) if imported else [f"  seed       {attrs[S.ATTR_SEED]}"]
+    lines.append(f"  samples    {written} / {n} written, " + ("complete" if complete else "INCOMPLETE"))
     if not complete:
         lines.append(f"  resume     {S.resume_command(path, attrs)}")
     shards = attrs.get(S.ATTR_SHARDS) or []
@@ -73,7 +101,9 @@ def describe(path: str | os.PathLike) -> str:
     else:
         lines.append(f"  solver     {_kv(solver)}")
     solve_s, wall_s = attrs.get(S.ATTR_SOLVE_SECONDS), attrs.get(S.ATTR_WALL_SECONDS)
-    if solve_s is not None and wall_s is not None:
+    if imported and wall_s is not None:
+        lines.append(f"  timings    import wall time {_seconds(wall_s)}")
+    elif solve_s is not None and wall_s is not None:
         per = f", {1e3 * solve_s / written:.3g} ms/sample" if written else ""
         lines.append(f"  timings    solver {_seconds(solve_s)}{per}; generation wall time {_seconds(wall_s)}")
     lines.append("  fields")

@@ -22,6 +22,8 @@ flushed), ``complete`` (bool), ``solver`` (JSON object, the problem's ``solver_i
 ``wall_seconds`` (generation wall time, summed over resumed runs), and ``input_fields`` /
 ``output_fields`` (JSON lists: the channel order readers stack fields in). ``sample_start`` (0 when
 absent): the index of the file's first sample, nonzero in the shards of a sharded dataset.
+``provenance`` (JSON object, imported files only, see ``sciops.datasets.importing``): the source file,
+its format and sha256, the keys read, the transformations applied and the import options.
 
 Sharded datasets (``sciops.datasets.sharded``): each shard is a schema-1 file holding a contiguous
 range of samples; the index file has the same root attributes and grid as a single file, plus
@@ -71,9 +73,13 @@ ATTR_INPUT_FIELDS = "input_fields"
 ATTR_OUTPUT_FIELDS = "output_fields"
 ATTR_START = "sample_start"
 ATTR_SHARDS = "shards"
+ATTR_PROVENANCE = "provenance"
 
 REQUIRED_ATTRS = (ATTR_SCHEMA, ATTR_PROBLEM, ATTR_PARAMS, ATTR_SEED, ATTR_N_SAMPLES, ATTR_N_WRITTEN, ATTR_COMPLETE)
-JSON_ATTRS = (ATTR_PARAMS, ATTR_SOLVER, ATTR_INPUT_FIELDS, ATTR_OUTPUT_FIELDS, ATTR_SHARDS)
+JSON_ATTRS = (ATTR_PARAMS, ATTR_SOLVER, ATTR_INPUT_FIELDS, ATTR_OUTPUT_FIELDS, ATTR_SHARDS, ATTR_PROVENANCE)
+
+# netCDF-4 libraries (netCDF-C, h5netcdf) mark the HDF5 files they write with this root attribute.
+NETCDF_MARK = "_NCProperties"
 
 # Groups, per-field attributes and dimension names.
 GRID = "grid"
@@ -226,7 +232,11 @@ def field_order(attrs: dict[str, Any], fields: dict[str, FieldInfo], role: str) 
 
 
 def resume_command(path: str | os.PathLike, attrs: dict[str, Any]) -> str:
-    """The ``sciops generate ... --resume`` command line that finishes this file."""
+    """The ``sciops generate ... --resume`` (or ``sciops import ... --resume``) command that finishes this file."""
+    provenance = attrs.get(ATTR_PROVENANCE)
+    if isinstance(provenance, dict) and provenance.get("command"):
+        return " ".join(shlex.quote(p) for p in provenance["command"] + ["-o", os.fspath(final_path(path))]) + \
+            " --resume"
     name = attrs.get(ATTR_PROBLEM, "PROBLEM")
     params = attrs.get(ATTR_PARAMS) or {}
     try:  # only the parameters that differ from the problem's defaults
@@ -263,6 +273,10 @@ def validate(h5, path: str | os.PathLike, *, require_complete: bool = True) -> t
 
 
 def _validate(h5, path, require_complete: bool) -> tuple[dict[str, Any], dict[str, FieldInfo]]:
+    if NETCDF_MARK in h5.attrs:
+        what = "a netCDF export of a sciops dataset" if ATTR_SCHEMA in h5.attrs else "a netCDF file"
+        raise ValueError(f"{path} is {what}, not a sciops dataset (the HDF5 file sciops reads): open it with "
+                         f"xarray.open_dataset, or use the HDF5 file it was exported from")
     if ATTR_SCHEMA not in h5.attrs:
         raise ValueError(f"{path} is not a sciops dataset (an HDF5 file without a {ATTR_SCHEMA!r} attribute)")
     attrs = decode_attrs(h5.attrs)

@@ -44,6 +44,9 @@ Existing files:
   A resumed file whose datasets exist is reopened directly in SWMR-write mode.
 * Timings accumulate over resumed runs (``solve_seconds``, ``wall_seconds``).
 
+A problem may carry ``file_attrs`` (name -> JSON value): extra root attributes written with the
+file and compared on resume like the parameters (the importer's ``provenance``).
+
 A solver exception, or NaN/Inf in a sample (a ``ValueError`` naming the field, sample and seed),
 stops the run with the ``.partial`` closed cleanly at the last full batch, ready to resume.
 """
@@ -85,7 +88,15 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 def _identity(problem: Problem, n: int, seed: int, start: int = 0) -> dict[str, Any]:
     return {S.ATTR_PROBLEM: problem.name, S.ATTR_PARAMS: problem.params, S.ATTR_SEED: seed, S.ATTR_N_SAMPLES: n,
-            S.ATTR_START: start}
+            S.ATTR_START: start, "file_attrs": dict(getattr(problem, "file_attrs", {}))}
+
+
+def _first_difference(stored: Any, wanted: Any) -> str:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for key in list(wanted) + [k for k in stored if k not in wanted]:
+            if not S.same_json(stored.get(key), wanted.get(key)):
+                return f".{key}={stored.get(key, '<unset>')!r} (requested {wanted.get(key, '<unset>')!r})"
+    return f"={stored!r} (requested {wanted!r})"
 
 
 def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
@@ -98,6 +109,9 @@ def _differences(attrs: dict[str, Any], identity: dict[str, Any]) -> list[str]:
     for key in list(wanted) + [k for k in stored if k not in wanted]:
         if key not in stored or key not in wanted or stored[key] != wanted[key]:
             out.append(f"parameter {key}={stored.get(key, '<unset>')!r} (requested {wanted.get(key, '<unset>')!r})")
+    for key, value in identity.get("file_attrs", {}).items():
+        if not S.same_json(attrs.get(key), value):
+            out.append(f"{key}{_first_difference(attrs.get(key), json.loads(S.encode_json(value)))}")
     for key in (S.ATTR_SEED, S.ATTR_N_SAMPLES, S.ATTR_START):
         if attrs.get(key, 0 if key == S.ATTR_START else None) != identity.get(key, 0):
             label = "n" if key == S.ATTR_N_SAMPLES else key
@@ -265,6 +279,8 @@ def _create(partial: Path, problem: Problem, n: int, seed: int, start: int = 0) 
     a[S.ATTR_WALL_SECONDS] = 0.0
     a[S.ATTR_INPUT_FIELDS] = S.encode_json(problem.input_fields)
     a[S.ATTR_OUTPUT_FIELDS] = S.encode_json(problem.output_fields)
+    for key, value in getattr(problem, "file_attrs", {}).items():  # e.g. an import's provenance
+        a[key] = S.encode_json(value)
     grid = h5.create_group(S.GRID, track_order=True)
     for name, coords in problem.grid.items():
         ds = grid.create_dataset(name, data=np.asarray(coords, dtype=np.float64))

@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "shallow-water": "sciops.problems.shallow_water:ShallowWater",
     "particles": "sciops.problems.particles:Particles",
     "radar": "sciops.problems.radar:Radar",
+    "external": "sciops.problems.external:External",
 }
 
 

@@ -1,6 +1,8 @@
 """open_xarray and describe."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,8 +18,8 @@ def test_open_xarray_dims_coords_attrs(darcy_file, darcy16):
     assert ds["sample"].values.tolist() == list(range(12))
     assert ds["seed"].dims == ("sample",) and ds["seed"].dtype == np.uint64
     assert ds["u"].attrs["role"] == "output" and ds["a"].attrs["units"] == darcy16.fields["a"].units
-    assert ds.attrs["problem"] == "darcy" and ds.attrs["problem_params"] == darcy16.params
-    assert ds.attrs["seed"] == 3 and ds.attrs["complete"] is True
+    assert ds.attrs["problem"] == "darcy" and json.loads(ds.attrs["problem_params"]) == darcy16.params
+    assert ds.attrs["seed"] == 3 and ds.attrs["complete"] == 1 and ds.attrs["Conventions"] == "CF-1.10"
     inputs, outputs, _ = darcy16.generate(2, seed=3, start=5)
     np.testing.assert_array_equal(ds["u"].sel(sample=slice(5, 6)).values, outputs)
     # named selection works on the grid coordinates

@@ -4,6 +4,7 @@ field's spectrum, McWilliams normalisation, validation messages, blow-up naming 
 sample, and the dataset round trip through ``sciops generate`` with the time coordinate."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -242,7 +243,8 @@ def test_generate_cli_round_trip_with_time_coordinate(tmp_path, capsys):
     w0, w, _ = p.generate(3, seed=5)
     np.testing.assert_array_equal(ds["w0"].values, w0)
     np.testing.assert_array_equal(ds["w"].values, w)
-    assert ds.attrs["problem_params"] == p.params and ds.attrs["solver"]["dt"] == pytest.approx(p.dt)
+    assert json.loads(ds.attrs["problem_params"]) == p.params
+    assert json.loads(ds.attrs["solver"])["dt"] == pytest.approx(p.dt)
     with open_dataset(path) as data:
         x, y = data.get_batch([0, 2])
         assert x.shape == (2, 1, 16, 16) and y.shape == (2, 1, 2, 16, 16)

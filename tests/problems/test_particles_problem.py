@@ -80,7 +80,7 @@ def test_dataset_round_trip_gns_metadata_and_paraview_export(tmp_path):
     assert ds["position"].dims == ("sample", "t", "particle", "channel")
     assert ds["position"].shape == (3, 4, 64, 2)
     assert ds["velocity_mean"].dims == ("sample", "channel") and ds["velocity_mean"].attrs["role"] == "diagnostic"
-    p = problems.get("particles", **ds.attrs["problem_params"])
+    p = problems.get("particles", **json.loads(ds.attrs["problem_params"]))
     x = {k: ds[k].values for k in p.input_fields}
     np.testing.assert_array_equal(p.solve(x), ds["position"].values)  # the stored data are the solver's
     torch_ds = open_dataset(out)
