@@ -1,7 +1,8 @@
 """An ``xarray.Dataset`` view of a sciops HDF5 dataset: :func:`open_xarray`.
 
 Every field becomes a data variable with the dims of its ``dims`` attribute (``sample`` first, e.g.
-``("sample", "y", "x")``) and attributes ``units``, ``long_name`` (its description, else its name),
+``("sample", "y", "x")``; a field whose number of channels differs from the first such field's
+has the dim ``<name>_channel`` instead of ``channel``) and attributes ``units``, ``long_name`` (its description, else its name),
 ``role``, ``description``. Coordinates: each ``grid/<coord>`` array (attributes ``units``,
 ``long_name``, CF ``axis`` for x, y, z, t, lon and lat, and any others such as
 ``quadrature_weights``), ``sample`` (the sample index i that the sample's seed derives from: start
@@ -52,11 +53,16 @@ def open_xarray(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
         if S.SAMPLE_SEED in h5:
             coords["seed"] = xr.Variable((S.SAMPLE_DIM,), np.asarray(h5[S.SAMPLE_SEED][:n], dtype=np.uint64),
                                          attrs={"long_name": "seed of the sample's random draw"})
-        data_vars = {}
+        data_vars, channels = {}, None
         for name, info in fields.items():
             values = h5[S.FIELDS][name][:n]
             verify_rows(h5, name, slice(0, n), values, path)
-            data_vars[name] = xr.Variable(info.dims, values,
+            dims = info.dims
+            if dims[-1] == S.CHANNEL_DIM:
+                channels = channels or info.channels
+                if info.channels != channels:  # one xarray dim has one size: this field's channels get their own
+                    dims = dims[:-1] + (f"{name}_{S.CHANNEL_DIM}",)
+            data_vars[name] = xr.Variable(dims, values,
                                           attrs={"units": info.units, "long_name": info.description or name,
                                                  "role": info.role, "description": info.description})
     root = {key: netcdf_value(S.encode_json(value) if key in S.JSON_ATTRS else value) for key, value in attrs.items()}
