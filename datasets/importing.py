@@ -207,8 +207,9 @@ def _write(src: Source, out, provenance, options, subsample, grid, geometry, as_
     origin = provenance["file"] or "arrays"
     message = f"imported {src.n} samples of {origin} ({src.format}) into {path} as {problem.name}"
     if discrepancy is not None:
+        forced = " (forced)" if discrepancy.get("forced") else ""
         message += (f"; {problem.name}'s solver against the data on {discrepancy['samples']} samples: relative L2 "
-                    f"{discrepancy['max_relative_l2']:.3g} at most" + (" (forced)" if discrepancy.get("forced") else ""))
+                    f"{discrepancy['max_relative_l2']:.3g} at most{forced}")
     return ImportResult(Path(path), src.n, problem.name, provenance, discrepancy, message)
 
 

@@ -32,7 +32,8 @@ def _kv(d) -> str:
 def _provenance_lines(provenance: dict) -> list[str]:
     """Where an imported file's data came from and what was done to them."""
     origin = provenance.get("file") or "arrays given in Python"
-    lines = [f"  source     {origin} ({provenance.get('format', '?')}, sha256 {str(provenance.get('sha256', '?'))[:16]}...)"]
+    digest = str(provenance.get("sha256", "?"))[:16]
+    lines = [f"  source     {origin} ({provenance.get('format', '?')}, sha256 {digest}...)"]
     keys = provenance.get("keys") or {}
     if keys:
         lines.append("  keys       " + ", ".join(k if k == v else f"{v} -> {k}" for k, v in keys.items()))

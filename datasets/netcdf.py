@@ -28,12 +28,9 @@ NETCDF3_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 
 
 def engine() -> str:
-    try:
-        import netCDF4  # noqa: F401
+    from importlib.util import find_spec
 
-        return "netcdf4"
-    except ImportError:
-        return "h5netcdf"
+    return "netcdf4" if find_spec("netCDF4") is not None else "h5netcdf"
 
 
 def is_netcdf(path: str | os.PathLike) -> bool:

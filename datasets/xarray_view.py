@@ -2,8 +2,8 @@
 
 Every field becomes a data variable with the dims of its ``dims`` attribute (``sample`` first, e.g.
 ``("sample", "y", "x")``; a field whose number of channels differs from the first such field's
-has the dim ``<name>_channel`` instead of ``channel``) and attributes ``units``, ``long_name`` (its description, else its name),
-``role``, ``description``. Coordinates: each ``grid/<coord>`` array (attributes ``units``,
+has the dim ``<name>_channel`` instead of ``channel``) and attributes ``units``, ``long_name`` (its
+description, else its name), ``role``, ``description``. Coordinates: each ``grid/<coord>`` array (attributes ``units``,
 ``long_name``, CF ``axis`` for x, y, z, t, lon and lat, and any others such as
 ``quadrature_weights``), ``sample`` (the sample index i that the sample's seed derives from: start
 .. start + n - 1 in a shard) and ``seed`` (uint64 per-sample seed, along ``sample``). The root

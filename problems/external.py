@@ -26,7 +26,8 @@ from sciops.problems.base import Field, Param, Problem
 
 GEOMETRIES = ("bounded", "periodic", "sphere")
 ROLES = ("input", "output")
-_DEFAULT_FIELDS = {"a": {"dims": ["x"], "units": "", "role": "input"}, "u": {"dims": ["x"], "units": "", "role": "output"}}
+_DEFAULT_FIELDS = {"a": {"dims": ["x"], "units": "", "role": "input"},
+                   "u": {"dims": ["x"], "units": "", "role": "output"}}
 _DEFAULT_GRID = {"x": {"start": 0.0, "stop": 1.0, "n": 2, "units": ""}}
 
 
@@ -55,7 +56,8 @@ def decode_grid(spec: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, 
     grid, units = {}, {}
     for name, item in spec.items():
         if not isinstance(item, dict):
-            raise ValueError(f"external: grid coordinate {name!r} is {item!r}; expected {{start, stop, n}} or {{values}}")
+            raise ValueError(f"external: grid coordinate {name!r} is {item!r}; expected {{start, stop, n}} or "
+                             f"{{values}}")
         if "values" in item:
             grid[name] = np.asarray(item["values"], dtype=np.float64)
         elif {"start", "stop", "n"} <= set(item):

@@ -152,7 +152,8 @@ def _per_sample(path, h5, groups: list[str]) -> Source:
     squeeze = comps == 1
     tail = () if squeeze else (CHANNEL,)
     extra = () if squeeze else (comps,)
-    fields = {"data_0": SourceField("data", "input", names + tail, space + extra, description="state at the first record"),
+    fields = {"data_0": SourceField("data", "input", names + tail, space + extra,
+                                    description="state at the first record"),
               "data": SourceField("data", "output", (TIME,) + names + tail, (steps - 1,) + space + extra,
                                   description="state at the later records")}
 
