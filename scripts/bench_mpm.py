@@ -1,19 +1,21 @@
-"""MLS-MPM simulator throughput: sciops (torch) against Taichi's CPU backend on the same scene.
+"""MLS-MPM simulator throughput: sciops (warp and torch backends) against Taichi's CPU backend on the same scene.
 
 The peer is the 88-line MLS-MPM of Hu et al. (2018) as the Taichi examples write it (quadratic
 B-splines, APIC, fixed corotated elasticity, walls 3 cells in), written here dimension-generic for
 2D and 3D. Both simulate the same elastic block (E = 1e5 Pa, nu = 0.2, rho = 1000 kg/m^3) of P
 random particles falling in the unit box at the same dt and grid spacing, on the same number of
-CPU threads; the figure is particle-steps per second after a warm-up (Taichi's JIT compilation and
-torch's first calls excluded), and the ratio sciops / Taichi. As a check that the two runs are the
-same computation, the script prints the difference of the particles' mean height after the run
-(both use symplectic Euler; they differ only in float rounding and the torch solver's float64).
+CPU threads; the figure is particle-steps per second after a warm-up (Taichi's and Warp's JIT
+compilation and torch's first calls excluded), and the ratio sciops / Taichi measured in the same
+run. Every run is repeated on ``--scaling-threads`` threads to print the 1 -> N scaling (Warp's CPU
+launches are serial, so its backend does not scale). As a check that the runs are the same
+computation, the script prints the largest particle distance from the sciops torch float64 run
+after the check steps (symplectic Euler everywhere; they differ only in float rounding).
 
 If Taichi is not installed (``pip install taichi``; the ``bench`` extra), a naive numpy
 reference with a Python loop over particles takes its place.
 
     python scripts/bench_mpm.py                 # 2D: 8192 particles on 128^2; 3D: 32768 on 64^3
-    python scripts/bench_mpm.py --threads 2 --seconds 5
+    python scripts/bench_mpm.py --threads 2 --scaling-threads 0 --seconds 5
 """
 from __future__ import annotations
 
@@ -41,13 +43,13 @@ def initial_block(dim: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 # --------------------------------------------------------------------------------------------- sciops
-def run_sciops(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, dtype):
+def run_sciops(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, dtype, backend):
     torch.set_num_threads(threads)
     dim, n = x0.shape[1], x0.shape[0]
     dx = 1.0 / n_grid
     bounds = [[WALL * dx, 1 - WALL * dx]] * dim
     solver = mpm.MPMSolver(bounds, dx, dt, [mpm.material("elastic", youngs_modulus=E, poisson_ratio=NU, density=RHO)],
-                           boundary="slip", dtype=dtype)
+                           boundary="slip", dtype=dtype, backend=backend)
     state = solver.state(x0, v0, volumes=np.full(n, (0.5 * dx) ** dim))
     return _timed(lambda: solver.step(state), seconds, lambda: state.x.double().numpy().copy(), check)
 
@@ -202,7 +204,9 @@ def run_naive(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, chec
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1, help="CPU threads for both solvers (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for every solver (default 1)")
+    ap.add_argument("--scaling-threads", type=int, default=2,
+                    help="also run every solver on this many threads and print the scaling (0: skip)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per run")
     ap.add_argument("--check-steps", type=int, default=100, help="steps compared between the solvers (and warm-up)")
     ap.add_argument("--dt", type=float, default=2e-4)
@@ -215,27 +219,40 @@ def main() -> None:
     except ImportError:
         peer, peer_name = run_naive, "naive numpy loop over particles"
         check = 1
-    print(f"MLS-MPM throughput, elastic block, dt={args.dt:g} s, {args.threads} thread(s), torch {torch.__version__}; "
+    backends = mpm.backends.installed()
+    print(f"MLS-MPM throughput, elastic block, dt={args.dt:g} s, torch {torch.__version__}, sciops backends "
+          f"{', '.join(backends)} (warp-lang: {'not installed' if 'warp' not in backends else 'installed'}); "
           f"peer: {peer_name}")
-    print(f"{'case':<20}{'solver':<28}{'steps':>7}{'s':>8}{'particle-steps/s':>18}{'max |x - x_f64|':>17}")
+    thread_counts = [args.threads] + ([args.scaling_threads] if args.scaling_threads > 0 else [])
+    print(f"{'case':<20}{'solver':<28}{'threads':>8}{'steps':>7}{'s':>8}{'particle-steps/s':>18}"
+          f"{'max |x - x_f64|':>17}")
     for dim, n, n_grid in ((2, 8192, 128), (3, 32768, 64)):
         x0, v0 = initial_block(dim, n)
         case = f"{dim}D P={n} {n_grid}^{dim}"
-        runs = {"sciops float64": lambda: run_sciops(x0, v0, n_grid, args.dt, args.seconds, args.threads, check,
-                                                     torch.float64),
-                "sciops float32": lambda: run_sciops(x0, v0, n_grid, args.dt, args.seconds, args.threads, check,
-                                                     torch.float32),
-                peer_name: lambda: peer(x0, v0, n_grid, args.dt, args.seconds, args.threads, check)}
+        runs = {}
+        for backend in ("torch",) + tuple(b for b in backends if b != "torch"):
+            for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
+                runs[f"sciops {backend} {name}"] = (lambda threads, b=backend, d=dtype: run_sciops(
+                    x0, v0, n_grid, args.dt, args.seconds, threads, check, d, b))
+        runs[peer_name] = lambda threads: peer(x0, v0, n_grid, args.dt, args.seconds, threads, check)
         rates, reference = {}, None
-        for label, fn in runs.items():
-            x_check, steps, elapsed = fn()
-            reference = x_check if reference is None else reference
-            rates[label] = n * steps / elapsed
-            print(f"{case:<20}{label:<28}{steps:>7}{elapsed:>8.2f}{rates[label]:>18.4g}"
-                  f"{np.abs(x_check - reference).max():>17.3g}")
-        for label in ("sciops float64", "sciops float32"):
-            print(f"{case:<20}ratio {label} / {peer_name.split()[0]}: {rates[label] / rates[peer_name]:.3g}")
-    print(f"(max |x - x_f64|: largest particle distance in m from the sciops float64 run after {check} steps)")
+        for threads in thread_counts:
+            for label, fn in runs.items():
+                x_check, steps, elapsed = fn(threads)
+                reference = x_check if reference is None else reference
+                rates[label, threads] = n * steps / elapsed
+                print(f"{case:<20}{label:<28}{threads:>8}{steps:>7}{elapsed:>8.2f}{rates[label, threads]:>18.4g}"
+                      f"{np.abs(x_check - reference).max():>17.3g}")
+        for threads in thread_counts:
+            for label in runs:
+                if label != peer_name:
+                    print(f"{case:<20}ratio {label} / {peer_name.split()[0]}, {threads} thread(s): "
+                          f"{rates[label, threads] / rates[peer_name, threads]:.3g}")
+        if len(thread_counts) == 2:
+            for label in runs:
+                print(f"{case:<20}scaling {thread_counts[0]} -> {thread_counts[1]} threads, {label}: "
+                      f"{rates[label, thread_counts[1]] / rates[label, thread_counts[0]]:.3g}x")
+    print(f"(max |x - x_f64|: largest particle distance in m from the sciops torch float64 run after {check} steps)")
 
 
 if __name__ == "__main__":

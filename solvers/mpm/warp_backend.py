@@ -7,9 +7,9 @@ the stability check, ``g2p`` gathers v and C, moves the particle, clamps it into
 it out, ``boundary="none"``), updates F and runs the constitutive model of its material (fixed
 corotated, fluid, Drucker-Prager sand, von Mises plasticine), leaving the Kirchhoff stress for the
 next step. Kernels are built per (dim, dtype) and read and write the state's torch tensors in place
-(``wp.from_torch``, no copies), on CPU or CUDA. 3x3 SVDs (sand, plasticine, the 3D rotation of the
-elastic model) are Warp's ``svd3`` in float64 also for float32 particles: its float32 version is
-off by ~1e-3 on random F. Results agree with the torch backend to rounding; the CPU launch runs the
+(``wp.from_torch``, no copies), on CPU or CUDA. 3x3 SVDs (sand, plasticine) are Warp's ``svd3`` in float64 also for float32 particles: its float32 version is
+off by ~1e-3 on random F. The 3D rotation of the elastic model is the scaled Newton
+iteration of ``materials.polar_rotation``, with the SVD for inverted particles. Results agree with the torch backend to rounding; the CPU launch runs the
 particles in order, so a run is bit-reproducible there, while CUDA atomics add in varying order.
 
 Why Warp (measured on the 2-core AMD EPYC, one thread, float32, the 2D elastic block of
@@ -54,10 +54,12 @@ def kernels(dim: int, double: bool):
     tiny = float(np.finfo(np.float64 if double else np.float32).tiny)
     min_sigma = M.MIN_SINGULAR_VALUE
     root = math.sqrt(2.0 / 3.0)
+    newton_iterations = 12
+    newton_tol = 8 * float(np.finfo(np.float64 if double else np.float32).eps)
 
     @wp.func
     def stencil(xp: vec, origin: vec, dx: scalar, s0: int, s1: int, s2: int):
-        xi = (xp - origin) / dx
+        xi = (xp - origin) * (scalar(1.0) / dx)
         fx = vec()
         w = wmat()
         node = int(0)
@@ -129,11 +131,33 @@ def kernels(dim: int, double: bool):
 
     @wp.func
     def rotation(F: mat):
+        """R of the polar decomposition F = R S as ``materials.polar_rotation`` finds it."""
         if wp.static(dim == 2):
-            return rot2(wp.atan2(F[1, 0] - F[0, 1], F[0, 0] + F[1, 1]))
+            c = F[0, 0] + F[1, 1]
+            s = F[1, 0] - F[0, 1]
+            r = wp.sqrt(c * c + s * s)
+            if r == scalar(0.0):
+                return wp.identity(n=2, dtype=scalar)
+            return mat(c / r, -s / r, s / r, c / r)
         else:
-            U, sigma, V = svd(F)
-            return U @ wp.transpose(V)
+            if wp.determinant(F) <= scalar(0.0):
+                U, sigma, V = svd(F)
+                return U @ wp.transpose(V)
+            X = F
+            it = int(0)
+            while it < newton_iterations:
+                inv_t = wp.transpose(wp.inverse(X))
+                gamma = wp.sqrt(wp.sqrt(wp.ddot(inv_t, inv_t) / wp.ddot(X, X)))
+                X_new = scalar(0.5) * (gamma * X + inv_t / gamma)
+                change = scalar(0.0)
+                for a in range(3):
+                    for b in range(3):
+                        change = wp.max(change, wp.abs(X_new[a, b] - X[a, b]))
+                X = X_new
+                it += 1
+                if not change > scalar(newton_tol):
+                    it = newton_iterations
+            return X
 
     @wp.func
     def hencky(U: mat, V: mat, eps: vec, mu: scalar, lam: scalar):
@@ -202,9 +226,9 @@ def kernels(dim: int, double: bool):
              bad: wp.array(dtype=int)):
         n = wp.tid()
         m = grid_m[n]
-        g = vec()
-        if m > scalar(0.0):
-            g = grid_mv[n] / m + dt * gravity
+        if not m > scalar(0.0):
+            return
+        g = grid_mv[n] / m + dt * gravity
         rest = n
         wall = int(0)
         for b in range(dim):
@@ -227,8 +251,7 @@ def kernels(dim: int, double: bool):
             if not wp.isfinite(g[a]):
                 wp.atomic_add(bad, 0, 1)
             top = wp.max(top, wp.abs(g[a]))
-        if m > scalar(0.0):
-            wp.atomic_max(speed, 0, top)
+        wp.atomic_max(speed, 0, top)
 
     @wp.kernel(enable_backward=False, module="unique")
     def g2p(x: wp.array(dtype=vec), v: wp.array(dtype=vec), C: wp.array(dtype=mat), F: wp.array(dtype=mat),
