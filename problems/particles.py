@@ -31,6 +31,12 @@ dict with the statistics pooled over the trajectories, and ``export_paraview`` w
 for ParaView. ``connectivity_radius`` defaults to dx (0.0156 m at the 2D default, the GNS
 datasets use 0.015 in a unit box).
 
+Backend: ``backend`` picks the solver's step (``sciops.solvers.mpm.backends``): ``warp`` (compiled
+kernels) or ``torch`` (the reference); unset, the fastest installed one that serves ``dtype`` is
+chosen when the problem is built and stored in its parameters, so a dataset records the backend
+that wrote it and its ``solve`` reruns that backend (a backend that is not installed is refused).
+The backends agree to rounding (the same trajectories in the float64 default up to ~1e-14 m).
+
 Time step: ``dt`` defaults to the largest step the solver's elastic-wave check accepts for the
 materials in use (``sciops.solvers.mpm.stable_time_step``); a larger one is refused by ``get``.
 ``solve`` is a pure function of the inputs; a trajectory that becomes unstable raises
@@ -77,13 +83,20 @@ class Particles(Problem):
         Param("connectivity_radius", None, float, "GNS graph radius in m (auto: dx)", min=1e-6, max=1.0,
               optional=True),
         Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
+        Param("backend", None, str, "solver backend (auto: the fastest installed)", choices=mpm.BACKENDS,
+              optional=True),
     )
-    # any setting changes the trajectories a learned stepper reproduces (scene, material, resolution, ...)
-    operator_params = tuple(p.name for p in PARAMS)
+    # any setting but the backend changes the trajectories a learned stepper reproduces (scene,
+    # material, resolution, ...); the backends agree to rounding
+    operator_params = tuple(p.name for p in PARAMS if p.name != "backend")
 
     def __init__(self, **params):
         super().__init__(**params)
         p = self.params
+        try:
+            p["backend"] = mpm.backends.resolve(p["backend"], DTYPES[p["dtype"]], torch.device("cpu"))
+        except ValueError as err:
+            raise ValueError(f"{self.name}: {err}") from None
         dim = p["dim"]
         self.cells = DEFAULT_GRID[dim] if p["grid"] is None else p["grid"]
         self.dx = 1.0 / self.cells
@@ -121,7 +134,7 @@ class Particles(Problem):
     def solver_info(self):
         p = self.params
         return {"name": "mls-mpm", "dt": self.dt, "dx": self.dx, "grid": self.cells, "stride": p["stride"],
-                "boundary": p["boundary"], "gravity": -mpm.solver.GRAVITY, "dtype": p["dtype"],
+                "boundary": p["boundary"], "gravity": -mpm.solver.GRAVITY, "dtype": p["dtype"], "backend": p["backend"],
                 "materials": {k: vars(m) for k, m in zip(self.kinds, self.materials)},
                 # the GNS metadata (statistics: the diagnostic fields, pooled by gns_metadata)
                 "bounds": self.bounds.tolist(), "sequence_length": p["frames"], "dim": p["dim"],
@@ -179,7 +192,7 @@ class Particles(Problem):
         batch, single = self._check_inputs(inputs)
         p = self.params
         solver = mpm.MPMSolver(self.bounds, self.dx, self.dt, self.materials, boundary=p["boundary"],
-                               dtype=DTYPES[p["dtype"]])
+                               dtype=DTYPES[p["dtype"]], backend=p["backend"])
         to_material = np.zeros(len(mpm.KINDS), np.int64)  # particle_type -> index into self.materials
         to_material[[mpm.KINDS.index(k) for k in self.kinds]] = np.arange(len(self.kinds))
         threads = torch.get_num_threads()

@@ -9,6 +9,10 @@ One step (Hu et al. 2018, the 88-line MLS-MPM generalised to d = 2, 3 and four m
 4. Constitutive update per material (``materials``): plastic return mapping of F (sand,
    plasticine), fluid reset of F, and the Kirchhoff stress used by the next P2G.
 
+Steps 1-4 run in one of two backends (``backend=``, ``backends``): ``"torch"``, the vectorised
+reference above, or ``"warp"``, the same step in compiled kernels (``warp_backend``); they agree
+to rounding, and the checks below are the same for both.
+
 Symplectic Euler in time: under gravity alone a body follows exactly
 x_n = x_0 + n dt v_0 + n (n + 1)/2 dt^2 g (x(t) + dt t g / 2 for t = n dt, the analytic parabola
 plus an O(dt) offset), which ``tests/solvers/test_mpm.py`` checks to round-off.
@@ -145,6 +149,7 @@ class MPMSolver:
             raise ValueError(f"dtype={dtype} is not supported; expected torch.float32 or torch.float64")
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.backend = backends.resolve(backend, dtype, self.device)
         if gravity is None:
             g = np.zeros(self.dim)
             g[-1] = -GRAVITY
@@ -156,7 +161,6 @@ class MPMSolver:
         self.gravity = torch.tensor(g, dtype=dtype, device=self.device)
         self.bounds = torch.tensor(b, dtype=dtype, device=self.device)
         self.grid = Grid(self.bounds, self.dx, tuple(int(c) for c in np.round(cells)))
-        self.backend = backends.resolve(backend, dtype, self.device)
         speeds = [m.wave_speed for m in mats]
         fastest = int(np.argmax(speeds))
         courant = self.dt * speeds[fastest] / self.dx

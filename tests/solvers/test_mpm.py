@@ -13,6 +13,10 @@
   (scripts/mpm_verification.py): 0.59 at dx = 1/64 and 0.85 at 1/128; the MPM runout grows with
   resolution, and for a >= 1 it exceeds the experiments' 1.2 a at this low friction angle (1.72 at
   a = 1, dx = 1/64; 1.08 with 35 deg), so the test pins the shallow column only.
+* Backends: every verification above runs on both backends (``torch``, the reference, and
+  ``warp``, the compiled kernels; skipped with the reason when warp-lang is not installed), and the
+  two agree to rounding after 100 steps on every scene family and material (elastic, fluid, sand,
+  plasticine, mixed), 2D and 3D, float32 and float64.
 * Bad input: one-line ValueErrors.
 """
 from __future__ import annotations
@@ -27,6 +31,9 @@ import torch
 from sciops.solvers import mpm
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+NO_WARP = pytest.mark.skipif("warp" not in mpm.backends.installed(),
+                             reason="warp-lang is not installed: the compiled backend is not tested")
+BACKENDS = ["torch", pytest.param("warp", marks=NO_WARP)]
 
 
 def _block_scene(dim, *, boundary="none", gravity=None, kind="elastic", lo=0.4, side=0.125, dx=1 / 32):
@@ -61,11 +68,12 @@ def test_closed_form_kinematics_match_lapack(dim):
 # ----------------------------------------------------------------------------------------- free fall
 @pytest.mark.parametrize("dim", [2, 3])
 @pytest.mark.parametrize("device", DEVICES)
-def test_free_fall_follows_the_parabola(dim, device):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_free_fall_follows_the_parabola(dim, device, backend):
     g = np.zeros(dim)
     g[-1] = -9.81
     scene = _block_scene(dim, gravity=g, lo=0.6, side=0.1)
-    solver = scene.solver(device=device)
+    solver = scene.solver(device=device, backend=backend)
     p = scene.particles()
     v0 = np.zeros(dim)
     v0[0] = 0.3
@@ -86,9 +94,10 @@ def test_free_fall_follows_the_parabola(dim, device):
     np.testing.assert_allclose(state.F.cpu().numpy(), np.broadcast_to(np.eye(dim), state.F.shape), atol=1e-12)
 
 
-def test_free_fall_in_float32():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_free_fall_in_float32(backend):
     scene = _block_scene(2, gravity=np.array([0.0, -9.81]), lo=0.6, side=0.1)
-    solver = scene.solver(dtype=torch.float32)
+    solver = scene.solver(dtype=torch.float32, backend=backend)
     state = scene.initial_state(solver)
     x0 = state.x.double().numpy().copy()
     n = 40
@@ -101,7 +110,8 @@ def test_free_fall_in_float32():
 
 # ------------------------------------------------------------------------------------------ momentum
 @pytest.mark.parametrize("dim", [2, 3])
-def test_momentum_is_conserved_through_a_collision_of_mixed_materials(dim):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_momentum_is_conserved_through_a_collision_of_mixed_materials(dim, backend):
     kinds = ["elastic", "sand", "plasticine", "fluid"]
     materials = [mpm.material(k) for k in kinds]
     dx = 1 / 32
@@ -117,7 +127,7 @@ def test_momentum_is_conserved_through_a_collision_of_mixed_materials(dim):
     scene = mpm.Scene(np.array([[0.0, 1.0]] * dim), dx, materials, bodies, boundary="none", gravity=np.zeros(dim))
     p = scene.particles()
     ids = np.arange(len(p["x"])) % 4  # every material in both bodies
-    solver = scene.solver()
+    solver = scene.solver(backend=backend)
     state = solver.state(p["x"], p["v"], ids, p["volume"])
     p0 = state.momentum.clone()
     v_start = state.v.clone()
@@ -130,7 +140,7 @@ def test_momentum_is_conserved_through_a_collision_of_mixed_materials(dim):
 
 
 # --------------------------------------------------------------------------------------- elastic bar
-def _bar_period(dim, dx, thick):
+def _bar_period(dim, dx, thick, backend):
     m = mpm.material("elastic", youngs_modulus=1e5, poisson_ratio=0.0, density=1000.0)
     L = 0.5
     lo, hi = np.full(dim, 0.5 - thick * dx / 2), np.full(dim, 0.5 + thick * dx / 2)
@@ -142,7 +152,7 @@ def _bar_period(dim, dx, thick):
     mode = np.cos(np.pi * (X[:, 0] - 0.25) / L)  # fundamental free-free longitudinal mode
     v = np.zeros_like(X)
     v[:, 0] = 0.05 * mode
-    solver = scene.solver()
+    solver = scene.solver(backend=backend)
     state = solver.state(X, v, p["material"], p["volume"])
     exact = 2 * L / math.sqrt(m.youngs_modulus / m.density)
     n = int(2 * exact / solver.dt) + 1
@@ -158,17 +168,19 @@ def _bar_period(dim, dx, thick):
 
 
 @pytest.mark.parametrize("dim, dx, thick", [(2, 1 / 64, 4), (3, 1 / 32, 2)])
-def test_elastic_bar_oscillates_at_its_analytic_frequency(dim, dx, thick):
-    period, exact = _bar_period(dim, dx, thick)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_elastic_bar_oscillates_at_its_analytic_frequency(dim, dx, thick, backend):
+    period, exact = _bar_period(dim, dx, thick, backend)
     assert abs(period / exact - 1) < 0.05, (period, exact)
 
 
 # ------------------------------------------------------------------------------------ sand collapse
-def test_sand_column_collapse_settles_to_the_documented_runout():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sand_column_collapse_settles_to_the_documented_runout(backend):
     width, aspect = 0.15, 0.5
     scene = mpm.column_collapse(2, "sand", aspect_ratio=aspect, width=width)
     scene.boundary = "sticky"
-    solver = scene.solver()
+    solver = scene.solver(backend=backend)
     state = scene.initial_state(solver)
     energies = []
     for _ in range(12):  # 1.2 s
@@ -179,6 +191,53 @@ def test_sand_column_collapse_settles_to_the_documented_runout():
     assert 0.4 <= runout <= 0.9, runout
     assert energies[-1] < 1e-3 * max(energies)  # settled
     assert float(state.x[:, 1].max()) < aspect * width  # the column did collapse
+
+
+# ------------------------------------------------------------------------------------------ backends
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small scenes: faster than splitting every torch op
+    yield
+    torch.set_num_threads(threads)
+
+
+@NO_WARP
+@pytest.mark.parametrize("kind", list(mpm.KINDS) + ["mixed"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_backends_agree_to_rounding_after_100_steps(kind, dim, one_thread):
+    for family in sorted(mpm.FAMILIES):
+        scene = mpm.FAMILIES[family](dim, rng=np.random.default_rng(5), dx=1 / 32 if dim == 2 else 1 / 16)
+        scene.materials = [mpm.material(k) for k in mpm.KINDS] if kind == "mixed" else [mpm.material(kind)]
+        p = scene.particles(n=300, rng=np.random.default_rng(6))
+        ids = np.random.default_rng(7).integers(0, len(scene.materials), len(p["x"]))
+        for dtype in (torch.float64, torch.float32):
+            out = {}
+            for backend in ("torch", "warp"):
+                solver = scene.solver(dtype=dtype, backend=backend)
+                state = solver.state(p["x"], p["v"], ids, p["volume"])
+                for _ in range(100):
+                    solver.step(state)
+                out[backend] = state
+            eps, where = torch.finfo(dtype).eps, f"{family} {kind} {dim}D {dtype}"
+            assert np.abs(out["torch"].x.double().numpy() - p["x"]).max() > 1e-3, where  # the particles did move
+            torch.testing.assert_close(out["warp"].x, out["torch"].x, atol=100 * eps, rtol=0, msg=where)
+            torch.testing.assert_close(out["warp"].F, out["torch"].F, atol=2000 * eps, rtol=0, msg=where)
+
+
+def test_backend_choice_and_refusals(monkeypatch):
+    scene = _block_scene(2)
+    assert scene.solver().backend == mpm.backends.default(torch.float64)
+    assert scene.solver(backend="torch").backend == "torch"
+    usable = ", ".join(mpm.backends.usable(torch.float64, torch.device("cpu")))
+    assert_one_line_error(lambda: scene.solver(backend="numba"), "backend='numba' is not a backend", usable)
+    if not torch.cuda.is_available():
+        assert_one_line_error(lambda: scene.solver(backend="warp", device="cuda"), "backend='warp'",
+                              "expected one of torch")
+    monkeypatch.setattr(mpm.backends, "_warp", lambda: None)  # as without warp-lang
+    assert mpm.backends.installed() == ("torch",) and scene.solver().backend == "torch"
+    assert_one_line_error(lambda: scene.solver(backend="warp"), "backend='warp' is not installed",
+                          "expected one of torch")
 
 
 # -------------------------------------------------------------------------------------------- meshes
