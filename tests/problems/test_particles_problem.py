@@ -83,6 +83,7 @@ def test_dataset_round_trip_gns_metadata_and_paraview_export(tmp_path):
     p = problems.get("particles", **json.loads(ds.attrs["problem_params"]))
     x = {k: ds[k].values for k in p.input_fields}
     np.testing.assert_array_equal(p.solve(x), ds["position"].values)  # the stored data are the solver's
+    assert p.params["backend"] == mpm.backends.default() == json.loads(ds.attrs["problem_params"])["backend"]
     torch_ds = open_dataset(out)
     xb, yb = torch_ds[0]
     assert tuple(xb.shape) == (2 + 2 + 1 + 0 + 1, 64) and tuple(yb.shape) == (2, 4, 64)
@@ -161,6 +162,34 @@ def test_bad_inputs_to_solve():
         p.solve(wrong)
     with pytest.raises(ValueError, match="volume"):
         p.solve({k: v for k, v in x.items() if k != "volume"})
+
+
+NO_WARP = pytest.mark.skipif("warp" not in mpm.backends.installed(),
+                             reason="warp-lang is not installed: the compiled backend is not tested")
+
+
+@NO_WARP
+def test_backend_parameter_is_recorded_and_the_backends_agree():
+    runs = {}
+    for backend in ("torch", "warp"):
+        p = small(scene="colliding_spheres", material="mixed", backend=backend)
+        assert p.params["backend"] == backend and p.solver_info["backend"] == backend
+        x, y, _ = p.generate(2, seed=3)
+        np.testing.assert_array_equal(p.solve(x), y["position"])  # the same backend reproduces its data
+        runs[backend] = y["position"]
+    np.testing.assert_allclose(runs["warp"], runs["torch"], atol=1e-6, rtol=0)  # float32 storage of float64 runs
+    assert "backend" not in small().operator_params  # data from either backend train the same operator
+
+
+def test_backend_refusals(monkeypatch):
+    with pytest.raises(ValueError, match="backend") as err:
+        small(backend="numba")
+    assert "warp, torch" in str(err.value)
+    monkeypatch.setattr(mpm.backends, "_warp", lambda: None)  # as without warp-lang
+    assert small().params["backend"] == "torch"
+    with pytest.raises(ValueError) as err:
+        small(backend="warp")
+    assert str(err.value) == "particles: backend='warp' is not installed (pip install warp-lang); expected one of torch"
 
 
 def test_statistics_of_uniform_motion():
