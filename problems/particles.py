@@ -122,7 +122,7 @@ class Particles(Problem):
             "velocity0": Field(("particle",), "m/s", "input", "initial particle velocities"),
             "particle_type": Field(("particle",), "1", "input",
                                    "material index: " + ", ".join(f"{i} {k}" for i, k in enumerate(mpm.KINDS))),
-            "volume": Field(("particle",), "m^%d" % dim, "input", "initial particle volume"),
+            "volume": Field(("particle",), f"m^{dim}", "input", "initial particle volume"),
             "position": Field(("t", "particle"), "m", "output", "particle positions; frame 0 is the input state"),
             "velocity_mean": Field((), "m/frame", "diagnostic", "mean of x_k - x_(k-1) over frames and particles"),
             "velocity_std": Field((), "m/frame", "diagnostic", "std of x_k - x_(k-1) over frames and particles"),

@@ -3,9 +3,10 @@
 Modules: ``transfers`` (grid, B-spline stencils, P2G / G2P), ``materials`` (fixed corotated elastic,
 weakly compressible fluid, Drucker-Prager sand, von Mises plasticine), ``solver`` (the time stepper
 and its stability checks), ``backends`` (which step runs it: ``"warp"``, compiled kernels on CPU and
-CUDA in ``warp_backend``, or ``"torch"``, the reference of ``transfers`` and ``materials``), ``bodies`` (shapes, meshio meshes and point clouds, particle sampling),
-``scenes`` (bodies in a box and the scene families of the ``particles`` problem), ``statistics``
-(GNS velocity / acceleration statistics of trajectories).
+CUDA in ``warp_backend``, or ``"torch"``, the reference of ``transfers`` and ``materials``),
+``bodies`` (shapes, meshio meshes and point clouds, particle sampling), ``scenes`` (bodies in a box
+and the scene families of the ``particles`` problem), ``statistics`` (GNS velocity / acceleration
+statistics of trajectories).
 
 Quick use::
 

@@ -16,7 +16,7 @@ import torch
 BACKENDS = ("warp", "torch")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warp():
     """The warp module, initialised quietly, or None when it does not import."""
     try:

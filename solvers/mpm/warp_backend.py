@@ -7,10 +7,12 @@ the stability check, ``g2p`` gathers v and C, moves the particle, clamps it into
 it out, ``boundary="none"``), updates F and runs the constitutive model of its material (fixed
 corotated, fluid, Drucker-Prager sand, von Mises plasticine), leaving the Kirchhoff stress for the
 next step. Kernels are built per (dim, dtype) and read and write the state's torch tensors in place
-(``wp.from_torch``, no copies), on CPU or CUDA. 3x3 SVDs (sand, plasticine) are Warp's ``svd3`` in float64 also for float32 particles: its float32 version is
-off by ~1e-3 on random F. The 3D rotation of the elastic model is the scaled Newton
-iteration of ``materials.polar_rotation``, with the SVD for inverted particles. Results agree with the torch backend to rounding; the CPU launch runs the
-particles in order, so a run is bit-reproducible there, while CUDA atomics add in varying order.
+(``wp.from_torch``, no copies), on CPU or CUDA. The 3D rotation of the elastic model is the scaled
+Newton iteration of ``materials.polar_rotation`` (the SVD for inverted particles); 3x3 SVDs (sand,
+plasticine) are Warp's ``svd3`` in float64 also for float32 particles, as its float32 version is
+off by ~1e-3 on random F. Results agree with the torch backend to rounding. The CPU launch runs
+the particles in order, so a CPU run is bit-reproducible; CUDA atomics add in varying order.
+Local variables that loops change are declared ``int(0)``, as Warp's code generation requires.
 
 Why Warp (measured on the 2-core AMD EPYC, one thread, float32, the 2D elastic block of
 ``scripts/bench_mpm.py``: 8192 particles, 128^2 grid; Taichi 1.7.4 CPU 4.4e6 particle-steps/s):
@@ -24,6 +26,7 @@ Why Warp (measured on the 2-core AMD EPYC, one thread, float32, the 2D elastic b
 
 Warp gives one kernel source for CPU and CUDA above Taichi's speed, so it is the compiled backend.
 """
+# ruff: noqa: UP018
 
 import contextlib
 import functools
@@ -40,7 +43,7 @@ KIND_ID = {k: i for i, k in enumerate(M.KINDS)}
 BOUNDARY_ID = {"slip": 0, "sticky": 1, "none": 2}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def kernels(dim: int, double: bool):
     """The (p2g, grid, g2p) kernels for ``dim`` = 2 or 3 and float64 (``double``) or float32."""
     wp = _warp()
