@@ -331,55 +331,58 @@ class WarpStepper:
         self.bad = wp.zeros(2, dtype=int, **opts)
         self._views = (None, None)
 
-    def _arrays(self, s):
-        """Warp views of the state's tensors (made contiguous), rebuilt only when a tensor was replaced."""
+    def _launches(self, s):
+        """The recorded (p2g, grid, g2p) launches on the state's tensors (made contiguous), rebuilt
+        only when a tensor was replaced."""
         for name in ("x", "v", "C", "F", "tau", "mass", "volume"):
             if not getattr(s, name).is_contiguous():
                 setattr(s, name, getattr(s, name).contiguous())
         tensors = (s.x, s.v, s.C, s.F, s.tau, s.mass, s.volume, s.material)
-        key, views = self._views
+        key, launches = self._views
         if key is not None and all(a is b for a, b in zip(key, tensors)):
-            return views
-        wp = self.wp
+            return launches
+        wp, solver = self.wp, self.solver
         material = s.material.to(torch.int32).contiguous()
-        views = [wp.from_torch(t, dtype=self.vec) for t in tensors[:2]] + \
-                [wp.from_torch(t, dtype=self.mat) for t in tensors[2:5]] + \
-                [wp.from_torch(t, dtype=self.scalar) for t in tensors[5:7]] + [wp.from_torch(material, dtype=wp.int32)]
-        self._views = (tensors, (views, material))
-        return views, material
+        x, v = (wp.from_torch(t, dtype=self.vec) for t in tensors[:2])
+        C, F, tau = (wp.from_torch(t, dtype=self.mat) for t in tensors[2:5])
+        mass, volume = (wp.from_torch(t, dtype=self.scalar) for t in tensors[5:7])
+        ids = wp.from_torch(material, dtype=wp.int32)
+        s0, s1, s2 = self.strides
+        n, dx, dt = s.x.shape[0], solver.dx, solver.dt
+        record = dict(device=self.device, record_cmd=True)
+        launches = (
+            wp.launch(self.p2g, n, inputs=[x, v, C, tau, mass, volume, self.origin, dx, dt * 4.0 / dx ** 2, s0, s1, s2,
+                                           self.grid_m, self.grid_mv], **record),
+            wp.launch(self.grid_kernel, self.grid_m.shape[0],
+                      inputs=[self.grid_m, self.grid_mv, self.gravity, dt, self.shape, self.cells,
+                              BOUNDARY_ID[solver.boundary], self.speed, self.bad], **record),
+            wp.launch(self.g2p, n, inputs=[x, v, C, F, tau, ids, self.kinds, self.mus, self.lams, self.extras,
+                                           self.grid_mv, self.origin, self.lo, self.hi, dx, dt, s0, s1, s2,
+                                           int(solver.boundary != "none"), self.bad], **record),
+            material)
+        self._views = (tensors, launches)
+        return launches
 
     def to_grid(self, s) -> tuple[float, int]:
         """P2G and the grid update; (largest grid speed component, count of non-finite grid values)."""
-        wp, solver = self.wp, self.solver
-        (x, v, C, F, tau, mass, volume, material), _ = self._arrays(s)
-        s0, s1, s2 = self.strides
+        p2g, grid, _, _ = self._launches(s)
         with self._stream():
             self.grid_m.zero_()
             self.grid_mv.zero_()
             self.speed.zero_()
             self.bad.zero_()
-            wp.launch(self.p2g, s.x.shape[0], inputs=[x, v, C, tau, mass, volume, self.origin, solver.dx,
-                                                      solver.dt * 4.0 / solver.dx ** 2, s0, s1, s2, self.grid_m,
-                                                      self.grid_mv], device=self.device)
-            wp.launch(self.grid_kernel, self.grid_m.shape[0],
-                      inputs=[self.grid_m, self.grid_mv, self.gravity, solver.dt, self.shape, self.cells,
-                              BOUNDARY_ID[solver.boundary], self.speed, self.bad], device=self.device)
+            p2g.launch()
+            grid.launch()
             speed, bad = self.speed.numpy(), self.bad.numpy()
         return float(speed[0]), int(bad[0])
 
     def to_particles(self, s) -> int:
         """G2P, the move, the walls and the materials; the count of particles that left the box
         (``boundary="none"``, else 0)."""
-        wp, solver = self.wp, self.solver
-        (x, v, C, F, tau, mass, volume, material), _ = self._arrays(s)
-        s0, s1, s2 = self.strides
-        clamp = solver.boundary != "none"
+        _, _, g2p, _ = self._launches(s)
         with self._stream():
-            wp.launch(self.g2p, s.x.shape[0],
-                      inputs=[x, v, C, F, tau, material, self.kinds, self.mus, self.lams, self.extras, self.grid_mv,
-                              self.origin, self.lo, self.hi, solver.dx, solver.dt, s0, s1, s2, int(clamp), self.bad],
-                      device=self.device)
-            return 0 if clamp else int(self.bad.numpy()[1])
+            g2p.launch()
+            return 0 if self.solver.boundary != "none" else int(self.bad.numpy()[1])
 
     def _stream(self):
         if self.solver.device.type != "cuda":
