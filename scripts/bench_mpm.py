@@ -16,6 +16,7 @@ reference with a Python loop over particles takes its place.
 
     python scripts/bench_mpm.py                 # 2D: 8192 particles on 128^2; 3D: 32768 on 64^3
     python scripts/bench_mpm.py --threads 2 --scaling-threads 0 --seconds 5
+    python scripts/bench_mpm.py --device cuda   # on a GPU: sciops on CUDA against Taichi's CUDA backend
 """
 from __future__ import annotations
 
@@ -43,15 +44,16 @@ def initial_block(dim: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 # --------------------------------------------------------------------------------------------- sciops
-def run_sciops(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, dtype, backend):
+def run_sciops(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, dtype, backend,
+               device="cpu"):
     torch.set_num_threads(threads)
     dim, n = x0.shape[1], x0.shape[0]
     dx = 1.0 / n_grid
     bounds = [[WALL * dx, 1 - WALL * dx]] * dim
     solver = mpm.MPMSolver(bounds, dx, dt, [mpm.material("elastic", youngs_modulus=E, poisson_ratio=NU, density=RHO)],
-                           boundary="slip", dtype=dtype, backend=backend)
+                           boundary="slip", dtype=dtype, backend=backend, device=device)
     state = solver.state(x0, v0, volumes=np.full(n, (0.5 * dx) ** dim))
-    return _timed(lambda: solver.step(state), seconds, lambda: state.x.double().numpy().copy(), check)
+    return _timed(lambda: solver.step(state), seconds, lambda: state.x.double().cpu().numpy().copy(), check)
 
 
 def _timed(step, seconds: float, positions, check_steps: int):
@@ -67,10 +69,11 @@ def _timed(step, seconds: float, positions, check_steps: int):
 
 
 # --------------------------------------------------------------------------------------------- taichi
-def run_taichi(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int):
+def run_taichi(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, device="cpu"):
     import taichi as ti
 
-    ti.init(arch=ti.cpu, cpu_max_num_threads=threads, default_fp=ti.f32, log_level=ti.WARN)
+    ti.init(arch=ti.cuda if device == "cuda" else ti.cpu, cpu_max_num_threads=threads, default_fp=ti.f32,
+            log_level=ti.WARN)
     dim, n = x0.shape[1], x0.shape[0]
     dx, inv_dx = 1.0 / n_grid, float(n_grid)
     p_vol = (0.5 * dx) ** dim
@@ -145,7 +148,7 @@ def run_taichi(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, che
 
 
 # ---------------------------------------------------------------------------------- naive reference
-def run_naive(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int):
+def run_naive(x0, v0, n_grid: int, dt: float, seconds: float, threads: int, check: int, device="cpu"):
     """The same step with a Python loop over particles (numpy per particle): the fallback peer."""
     dim, n = x0.shape[1], x0.shape[0]
     dx, inv_dx = 1.0 / n_grid, float(n_grid)
@@ -210,19 +213,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds per run")
     ap.add_argument("--check-steps", type=int, default=100, help="steps compared between the solvers (and warm-up)")
     ap.add_argument("--dt", type=float, default=2e-4)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="sciops and Taichi on CPU or CUDA")
     args = ap.parse_args()
     try:
         import taichi
 
-        peer, peer_name = run_taichi, "taichi " + ".".join(map(str, taichi.__version__)) + " cpu f32"
+        peer, peer_name = run_taichi, "taichi " + ".".join(map(str, taichi.__version__)) + f" {args.device} f32"
         check = args.check_steps
     except ImportError:
         peer, peer_name = run_naive, "naive numpy loop over particles"
         check = 1
-    backends = mpm.backends.installed()
-    print(f"MLS-MPM throughput, elastic block, dt={args.dt:g} s, torch {torch.__version__}, sciops backends "
-          f"{', '.join(backends)} (warp-lang: {'not installed' if 'warp' not in backends else 'installed'}); "
-          f"peer: {peer_name}")
+    backends = mpm.backends.usable(torch.float32, torch.device(args.device))
+    warp = "installed" if "warp" in mpm.backends.installed() else "not installed"
+    print(f"MLS-MPM throughput, elastic block, dt={args.dt:g} s, torch {torch.__version__}, sciops backends on "
+          f"{args.device}: {', '.join(backends)} (warp-lang {warp}); peer: {peer_name}")
     thread_counts = [args.threads] + ([args.scaling_threads] if args.scaling_threads > 0 else [])
     print(f"{'case':<20}{'solver':<28}{'threads':>8}{'steps':>7}{'s':>8}{'particle-steps/s':>18}"
           f"{'max |x - x_f64|':>17}")
@@ -233,8 +237,8 @@ def main() -> None:
         for backend in ("torch",) + tuple(b for b in backends if b != "torch"):
             for name, dtype in (("float64", torch.float64), ("float32", torch.float32)):
                 runs[f"sciops {backend} {name}"] = (lambda threads, b=backend, d=dtype: run_sciops(
-                    x0, v0, n_grid, args.dt, args.seconds, threads, check, d, b))
-        runs[peer_name] = lambda threads: peer(x0, v0, n_grid, args.dt, args.seconds, threads, check)
+                    x0, v0, n_grid, args.dt, args.seconds, threads, check, d, b, args.device))
+        runs[peer_name] = lambda threads: peer(x0, v0, n_grid, args.dt, args.seconds, threads, check, args.device)
         rates, reference = {}, None
         for threads in thread_counts:
             for label, fn in runs.items():
