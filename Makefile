@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sciops-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo lint test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/sciops demo
 
-test: setup
+# the import layering (contracts in pyproject.toml) and ruff (pyflakes, import order, pyupgrade)
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/lint_layers.py
+
+test: lint
 	$(BIN)/python -m pytest
 
 bench: setup

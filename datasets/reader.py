@@ -22,8 +22,9 @@ handle is keyed by process id and never pickled), so forked or spawned workers e
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np

@@ -60,11 +60,11 @@ import h5py
 import numpy as np
 
 from sciops.datasets import schema as S
+from sciops.datasets.estimates import check_resources
 from sciops.datasets.h5io import killed_before_swmr, open_read
 from sciops.datasets.merge import merge  # noqa: F401  (re-exported: a sharded dataset is merged with it)
 from sciops.datasets.progress import Progress
 from sciops.datasets.resources import check_writable
-from sciops.datasets.estimates import check_resources
 from sciops.datasets.writer import _check_int, _differences, _identity, generate
 from sciops.problems import Problem, get, sample_seed
 

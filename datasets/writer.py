@@ -65,17 +65,23 @@ import numpy as np
 
 from sciops.datasets import schema as S
 from sciops.datasets.checksums import CHECKSUMS, check_file, sample_checksums, verify_file
-from sciops.datasets.h5io import (WriterLock, clear_write_flags, commit, killed_before_swmr, open_read, open_swmr_write,
-                                 write_guarded)
 from sciops.datasets.estimates import RESERVE_BYTES, check_resources, default_batch_size, sample_bytes
-from sciops.datasets.resources import WriteError, check_writable
+from sciops.datasets.h5io import (
+    WriterLock,
+    clear_write_flags,
+    commit,
+    killed_before_swmr,
+    open_read,
+    open_swmr_write,
+    write_guarded,
+)
 from sciops.datasets.progress import Progress
+from sciops.datasets.resources import WriteError, check_writable
 from sciops.problems import Problem, get, sample_seed
 
 
-
 def _version() -> str:
-    from sciops import __version__
+    from sciops.version import __version__
 
     return __version__
 

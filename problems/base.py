@@ -129,6 +129,15 @@ class Problem:
         evaluation checks the bounds with. Only problems with ``certified = True``."""
         raise NotImplementedError(f"{self.name} has no certified error bound")
 
+    def check_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        """ValueError when inputs of these shapes (input field -> array shape, a batch or one sample)
+        are not what :meth:`solve` takes; only shapes are checked, nothing is solved. A surrogate asks
+        this before it answers, so it refuses what the solver refuses. The default accepts any shape."""
+
+    def with_params(self, **changes: Any) -> Problem:
+        """The same problem with some parameters changed (validated like ``get``)."""
+        return type(self)(**{**self.params, **changes})
+
     @classmethod
     def param(cls, name: str) -> Param:
         return next(p for p in cls.PARAMS if p.name == name)

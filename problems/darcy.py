@@ -125,6 +125,7 @@ class Darcy(Problem):
         if self.params["subsample"] == 1:
             return super().generate(n, seed, start)
         import time
+
         from sciops.problems.base import sample_seed
 
         fine = np.stack([self._coefficient(np.random.default_rng(sample_seed(seed, start + i)), self.solve_resolution)
@@ -139,11 +140,15 @@ class Darcy(Problem):
         p = self.params
         return solve_darcy(a, p["forcing"], averaging=p["averaging"], linear_solver=p["linear_solver"])
 
+    def check_input_shapes(self, shapes):
+        shape = tuple(shapes["a"])
+        if len(shape) not in (2, 3) or shape[-1] != shape[-2] or shape[-1] < 3:
+            raise ValueError(f"darcy.solve expects a of shape (batch, n, n) or (n, n) with n >= 3, got {shape}")
+
     def solve(self, inputs):
         """u for a batch of coefficients ``a`` of shape (batch, n, n) (or (n, n)) on any vertex grid."""
         a = np.asarray(inputs, dtype=np.float64)
-        if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
-            raise ValueError(f"darcy.solve expects a of shape (batch, n, n), got {a.shape}")
+        self.check_input_shapes({"a": a.shape})
         s = self.params["subsample"]
         if s > 1:
             n = a.shape[-1]

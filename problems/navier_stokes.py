@@ -379,16 +379,20 @@ class NavierStokes(Problem):
             torch.set_num_threads(threads)
         return fourier_resample(traj, m).double().numpy()
 
+    def check_input_shapes(self, shapes):
+        shape, k = tuple(shapes["w0"]), self.input_steps
+        segment = k > 1
+        square = len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= MIN_RESOLUTION
+        if not square or len(shape) - segment not in (2, 3) or (segment and shape[-3] != k):
+            one = f"{k}, n, n" if segment else "n, n"
+            raise ValueError(f"{self.name}.solve expects w0 of shape (batch, {one}) or ({one}) with n >= "
+                             f"{MIN_RESOLUTION}, got {shape}")
+
     def _check_inputs(self, w0) -> np.ndarray:
         """(batch, n, n) start states: the inputs, or the last record of each input segment."""
         w = np.asarray(w0)
-        k = self.input_steps
-        segment = k > 1
-        square = w.ndim >= 2 and w.shape[-1] == w.shape[-2] and w.shape[-1] >= MIN_RESOLUTION
-        if not square or w.ndim - segment not in (2, 3) or (segment and w.shape[-3] != k):
-            one = f"{k}, n, n" if segment else "n, n"
-            raise ValueError(f"{self.name}.solve expects w0 of shape (batch, {one}) or ({one}) with n >= "
-                             f"{MIN_RESOLUTION}, got {w.shape}")
+        self.check_input_shapes({"w0": w.shape})
+        segment = self.input_steps > 1
         if not np.issubdtype(w.dtype, np.floating):
             raise ValueError(f"{self.name}.solve expects floating-point w0, got {w.dtype}")
         whole = w.reshape((-1,) + w.shape[w.ndim - 2 - segment:])

@@ -217,16 +217,23 @@ class Radar(Problem):
         return self.generate(n, seed, start)[0]["adjoint"]
 
     # --- reconstruction ---------------------------------------------------------------------------
+    def check_input_shapes(self, shapes):
+        image = tuple(self.params[k] for k in ("nz", "ny", "nx"))
+        shape = tuple(shapes["adjoint"])
+        channels = shape[-4:] == image + (2,) and len(shape) in (4, 5)
+        complex_numbers = shape[-3:] == image and len(shape) in (3, 4)  # the image as complex numbers
+        if not (channels or complex_numbers):
+            raise ValueError(f"radar.solve expects the adjoint image of shape (batch, {', '.join(map(str, image))}, 2) "
+                             f"or complex (batch, {', '.join(map(str, image))}), got {shape}")
+
     def solve(self, inputs):
         """Reference reconstruction |x| / max |x| (batch, nz, ny, nx) float32 from the normalised adjoint
         image (batch, nz, ny, nx, 2) (or complex (batch, nz, ny, nx)); see the module docstring."""
         if isinstance(inputs, dict):
             inputs = inputs["adjoint"]
+        self.check_input_shapes({"adjoint": np.shape(inputs)})
         b = channels_to_complex(inputs)
         op = self.operator()
-        if b.shape[-3:] != op.image_shape or b.ndim not in (3, 4):
-            raise ValueError(f"radar.solve expects the adjoint image of shape (batch, {', '.join(map(str, op.image_shape))}"
-                             f", 2), got {np.shape(inputs)}")
         x = RR.cg_normal(op, b, tikhonov=self.params["tikhonov"] * self.norm_sq(), iters=self.params["cg_iters"])
         return _normalised_magnitude(x.numpy())
 

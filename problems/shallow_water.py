@@ -180,17 +180,23 @@ class ShallowWater(Problem):
         return {name: grid[i].astype(np.float32) for i, name in enumerate(INPUTS)}
 
     # --- solving -------------------------------------------------------------------------------------
+    def check_input_shapes(self, shapes):
+        grid = (self.params["nlat"], self.nlon)
+        for k in INPUTS:
+            shape = tuple(shapes[k])
+            if shape[-2:] != grid or len(shape) not in (2, 3) or shape != tuple(shapes["phi0"]):
+                raise ValueError(f"{self.name}.solve: {k} has shape {shape}; expected (batch, {grid[0]}, {grid[1]}) "
+                                 f"or ({grid[0]}, {grid[1]}), the same for phi0, u0, v0")
+
     def _check_inputs(self, inputs) -> tuple[dict[str, np.ndarray], bool]:
         if not isinstance(inputs, dict) or set(inputs) != set(INPUTS):
             got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(f"{self.name}.solve expects a dict with keys {', '.join(INPUTS)}, got {got}")
         arrays = {k: np.asarray(inputs[k]) for k in INPUTS}
+        self.check_input_shapes({k: a.shape for k, a in arrays.items()})
         shape = (self.params["nlat"], self.nlon)
         single = arrays["phi0"].ndim == 2
         for k, a in arrays.items():
-            if a.shape[-2:] != shape or a.ndim not in (2, 3) or a.shape != arrays["phi0"].shape:
-                raise ValueError(f"{self.name}.solve: {k} has shape {a.shape}; expected (batch, {shape[0]}, {shape[1]}) "
-                                 f"or ({shape[0]}, {shape[1]}), the same for phi0, u0, v0")
             if not np.issubdtype(a.dtype, np.floating):
                 raise ValueError(f"{self.name}.solve expects floating-point {k}, got {a.dtype}")
         batch = {k: a.reshape((-1,) + shape) for k, a in arrays.items()}

@@ -1,4 +1,4 @@
-"""The ``sciops`` command line: problems, generate, merge, info, train, evaluate, invert, demo.
+"""The ``sciops`` command line: problems, generate, merge, info, import, export, train, evaluate, invert, finetune, demo.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
 message and no traceback; 1 with a one-line message when the machine stops the work (a full disk,
@@ -18,7 +18,6 @@ from pathlib import Path
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)
 # file-system conditions of the machine (permissions, read-only or full disks): one line, exit 1
 ENVIRONMENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
-MIN_REFINE_GAIN = 1e-3  # a fine-tuning that lowers the residual by less than this is reported as no gain
 OUTPUT_OPTIONS = ("output", "plot", "report")  # the verbs' output paths, checked before any work
 
 
@@ -97,123 +96,50 @@ def cmd_info(args) -> None:
     print(describe(args.file))
 
 
-def _train_config(args, config_class):
-    """Hyperparameters and the training settings (an instance of the operator kind's ``config_class``)."""
-    import dataclasses
+def cmd_import(args) -> None:
+    from sciops.datasets.importing import import_file, parse_grid
 
-    from sciops.training import load_toml
+    result = import_file(args.file, args.output, format=args.format, input_key=args.input_key,
+                         output_key=args.output_key, subsample=args.subsample,
+                         grid=parse_grid(args.grid) if args.grid else None, geometry=args.geometry,
+                         as_problem=args.as_problem, params=_key_values(args.param, "--param") or None,
+                         force=args.force, resume=args.resume, overwrite=args.overwrite, batch=args.batch_size,
+                         progress=None if not args.quiet else False)
+    print(result.message)
 
-    hparams, training = load_toml(args.config, config_class) if args.config else ({}, {})
-    hparams.update({k: _json_value(v) for k, v in _key_values(args.set, "--set").items()})
-    fields = sorted(f.name for f in dataclasses.fields(config_class))
-    for option in ("epochs", "loss", "batch_size", "lr", "seed", "device", "n_train"):
-        value = getattr(args, option)
-        if value is not None:
-            if option not in fields:
-                raise ValueError(f"--{option.replace('_', '-')} does not apply to operator {args.operator}; "
-                                 f"its training settings are {', '.join(fields)}")
-            training[option] = value
-    return hparams, config_class(**training)
+
+def cmd_export(args) -> None:
+    from sciops.datasets.netcdf import export_netcdf
+
+    print(f"wrote {export_netcdf(args.file, args.output, overwrite=args.overwrite)}")
 
 
 def cmd_train(args) -> int | None:
-    from sciops import kinds
-    from sciops.training import distributed
+    from sciops.workflows.training import settings, train_run
 
-    kind = kinds.for_training(args.operator, args.data)  # the operator takes this data's kind
-    train = kind.get("train")
-    hparams, config = _train_config(args, kind.get("config"))
-    ranks = distributed.context()
-    if args.nproc is not None and args.nproc != 1:
-        if not kind.distributed:
-            raise ValueError(f"operator {args.operator} trains in one process; leave out --nproc")
-        if ranks.enabled:
-            raise ValueError("--nproc starts torchrun itself; leave it out of a command that runs under torchrun")
-        distributed.check_launch(args.operator, args.data, config, args.nproc)
-        return distributed.launch([*args.argv, "--nproc", "1"], args.nproc)  # the last --nproc wins
-    try:
-        summary = train(args.operator, args.data, args.output, hparams=hparams, config=config, resume=args.resume,
-                        progress=None if not args.quiet else False, force=args.force)
-    finally:
-        distributed.shutdown()
-    if not ranks.is_main:
-        return None
-    best = summary["best_val"]
-    print(f"trained {args.operator} into {args.output}: best epoch {summary['best_epoch']}/{summary['epochs']}, "
-          + ", ".join(f"val {k} {v:.4g}" for k, v in best.items())
-          + f", {summary['seconds_per_epoch']:.2f} s/epoch")
+    hparams = {k: _json_value(v) for k, v in _key_values(args.set, "--set").items()}
+    options = {option: getattr(args, option) for option in ("epochs", "loss", "batch_size", "lr", "seed", "device",
+                                                            "n_train")}
+    kind, hparams, config = settings(args.operator, args.data, args.config, hparams, options)
+    code, line = train_run(args.operator, args.data, args.output, kind=kind, hparams=hparams, config=config,
+                           resume=args.resume, force=args.force, quiet=args.quiet, nproc=args.nproc, argv=args.argv)
+    if line:
+        print(line)
+    return code
 
 
 def cmd_evaluate(args) -> None:
-    import sciops
-    from sciops import kinds
-    from sciops.evaluation import public
+    from sciops.workflows.evaluation import evaluate_run
 
-    kind = kinds.of_run(args.run_dir)  # grid fields or particle trajectories: its own evaluation
-    markdown, summary_line = kind.get("markdown"), kind.get("summary_line")
-    surrogate = sciops.load(args.run_dir, device=args.device)
-    if "history" not in surrogate.config:  # written when training ends
-        print(f"note: the training of {args.run_dir} has not finished (interrupted, or still running); its best "
-              f"weights so far are evaluated", file=sys.stderr)
-    fresh = None if args.data else (50 if args.fresh is None else args.fresh)
-    if args.tol is not None and not getattr(surrogate.problem, "certified", False):
-        from sciops.certified import certified_problems
-
-        raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "
-                         f"{', '.join(certified_problems())}")
-    extra = {"tol": args.tol} if args.tol is not None else {}
-    report = kind.get("evaluate")(surrogate, fresh=fresh, data=args.data, **extra)
-    if args.report:  # before the figure: the figures are the report's, a failed plot must not lose them
-        from sciops.checkpoint import atomic_write
-
-        text = markdown(report) if args.report.endswith(".md") else json.dumps(public(report), indent=2) + "\n"
-        atomic_write(Path(args.report), lambda f: f.write(text.encode()))
-    if args.plot:
-        kind.get("plot")(report, args.plot)
-    print(summary_line(report))
+    print(evaluate_run(args.run_dir, data=args.data, fresh=args.fresh, tol=args.tol, report_path=args.report,
+                       plot=args.plot, device=args.device))
 
 
 def cmd_finetune(args) -> None:
-    import torch
+    from sciops.workflows.finetune import finetune_run
 
-    import sciops
-    from sciops.datasets import open_dataset
-    from sciops.evaluation import check_same_geometry, fresh_seed
-    from sciops.refine import check_refinable, refine
-
-    surrogate = sciops.load(args.run_dir, device=args.device)
-    check_refinable(surrogate.config, args.run_dir)  # before any data is read or sampled
-    data = Path(args.data or surrogate.config["data"]["path"])
-    reference = None
-    if args.data and not data.is_file():
-        raise FileNotFoundError(f"--data {data} not found")
-    if data.is_file():  # reference records for the time-resolution check
-        dataset = open_dataset(data)
-        check_same_geometry(dataset.problem, surrogate.problem, data)
-        x, y = dataset.get_batch(list(range(min(4, dataset.n_samples))))
-        start = x[:, 0] if x.dim() == y.dim() - 1 else x[:, 0, -1]
-        reference = (start, y[:, 0])
-    else:
-        print(f"warning: {data} not found; the time-resolution check of the residual is skipped", file=sys.stderr)
-    if args.inputs:  # the inputs of a dataset (e.g. those to predict next); its outputs are not used
-        with open_dataset(args.inputs) as dataset:
-            check_same_geometry(dataset.problem, surrogate.problem, args.inputs)
-            count = dataset.n_samples if args.samples is None else min(args.samples, dataset.n_samples)
-            inputs = dataset.get_inputs(list(range(count)))[:, 0]
-    else:  # unlabeled inputs drawn from the problem, on seeds used neither in training nor by evaluate --fresh
-        count = 64 if args.samples is None else args.samples
-        seed = fresh_seed(surrogate.config, count) + 1
-        inputs = torch.as_tensor(surrogate.problem.sample_inputs(count, seed))
-    summary = refine(args.run_dir, args.output, inputs=inputs, reference=reference, iterations=args.iterations,
-                     batch_size=args.batch_size, device=args.device, progress=None if not args.quiet else False)
-    before, after = summary["relative_residual_before"], summary["relative_residual_after"]
-    print(f"refined {args.run_dir} into {args.output}: relative H^-1 residual {before:.4g} -> {after:.4g} "
-          f"in {summary['iterations']} iterations ({summary['seconds']:.1f} s)")
-    if not after < (1 - MIN_REFINE_GAIN) * before:
-        print(f"warning: fine-tuning lowered the residual by less than {MIN_REFINE_GAIN:.1%}; {args.output} predicts "
-              f"as {args.run_dir} does. The refiner trains only the modes the run truncates, so it gains where those "
-              f"carry error (fewer modes than the grid resolves, records fine in time); see sciops.refine",
-              file=sys.stderr)
+    print(finetune_run(args.run_dir, args.output, inputs=args.inputs, samples=args.samples, data=args.data,
+                       iterations=args.iterations, batch_size=args.batch_size, device=args.device, quiet=args.quiet))
 
 
 def _positive_int(text: str) -> int:
@@ -237,40 +163,47 @@ def _residual_std(text: str):
 
 
 def cmd_invert(args) -> None:
-    import sciops
-    from sciops.inverse import invert, plot_inversion, read_observations
+    from sciops.workflows.inverse_io import invert_files
 
-    obs = read_observations(args.obs)
-    surrogate = sciops.load(args.run_dir, device=args.device)
     noise = dict(noise_std=args.noise_std) if args.noise_std is not None else dict(snr_db=args.snr_db)
-    result = invert(surrogate, obs["points"], obs["values"], **noise, n_samples=args.samples, n_chains=args.chains,
-                    steps=args.steps, resolution=args.resolution, prior=args.prior, beta0=obs.get("beta0"),
-                    residual_std=_residual_std(args.residual_std), model_error=args.model_error, seed=args.seed)
-    a_true = obs.get("a_true")
-    if a_true is not None and a_true.shape != result.a_mean.shape:
-        a_true = None  # stored on another grid: not comparable pointwise
-    result.save(args.output, a_true=a_true)
-    if args.plot:
-        plot_inversion(result, args.plot, a_true=a_true, points=obs["points"])
-    line = (f"inverted {len(obs['values'])} observations into {args.output}: noise std {result.noise_std:.3g}, "
-            f"mean a std {float(result.a_std.mean()):.3g}, {result.seconds:.1f} s")
-    if a_true is not None:
-        import numpy as np
-
-        err = np.linalg.norm(result.a_mean - a_true) / np.linalg.norm(a_true)
-        line += f", rel. L2 error of a {err:.3g}"
-    print(line)
+    print(invert_files(args.run_dir, args.obs, args.output, plot=args.plot, device=args.device, **noise,
+                       n_samples=args.samples, n_chains=args.chains, steps=args.steps, resolution=args.resolution,
+                       prior=args.prior, residual_std=_residual_std(args.residual_std), model_error=args.model_error,
+                       seed=args.seed))
 
 
 def cmd_demo(args) -> None:
-    from sciops.demo import run_demo
+    from sciops.workflows.demo import run_demo
 
     run_demo(Path(args.output), quick=args.quick, progress=None if not args.quiet else False)
 
 
+def _train_help() -> str:
+    """The operators, their hyperparameters and the training settings of each kind (imports torch,
+    so only `sciops train --help` pays for it)."""
+    import dataclasses
+
+    from sciops import kinds
+
+    ops = "\n".join(f"  {name}: " + ", ".join(f"{k}={v!r}" for k, v in
+                                              kinds.of_operator(name).hyperparameters(name).items())
+                    for name in kinds.operator_names())
+    settings = "\n".join(f"  {kind.DESCRIPTION} ({', '.join(kind.operator_names())}): "
+                         + ", ".join(f.name for f in dataclasses.fields(kind.Config))
+                         for kind in map(kinds.get, kinds.KINDS))
+    return (f"operators and their hyperparameters (set with --set or [operator] in --config):\n{ops}\n"
+            f"training settings ([training] in --config) by the kind of data:\n{settings}")
+
+
+class _TrainParser(_Parser):
+    def format_help(self):
+        self.epilog = self.epilog or _train_help()
+        return super().format_help()
+
+
 # --- parser ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from sciops import __version__
+    from sciops.version import __version__
 
     parser = _Parser(prog="sciops", description="Reference PDE solvers, HDF5 datasets and neural operators "
                      "checked against their solvers.")
@@ -312,21 +245,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_info)
 
-    import dataclasses
+    p = sub.add_parser("import", help="import another project's dataset (FNO .mat, neuraloperator .pt, PDEBench, "
+                       "The Well, .npz) as a sciops dataset")
+    p.add_argument("file", help="the file to import; its format is detected from its content")
+    p.add_argument("-o", "--output", required=True, help="output HDF5 file")
+    p.add_argument("--format", help="mat, pt, pdebench, the-well or npz (default: detected)")
+    p.add_argument("--input-key", help="the source's input array (default: the format's usual names)")
+    p.add_argument("--output-key", help="the source's output array")
+    p.add_argument("--subsample", type=_positive_int, default=1, help="keep every S-th grid point")
+    p.add_argument("--grid", help="coordinates where the file has none: x=0:1,y=0:1 (or 0:1 for every axis)")
+    p.add_argument("--geometry", help="bounded or periodic (default: the format's, else bounded)")
+    p.add_argument("--as", dest="as_problem", metavar="PROBLEM", help="the sciops problem the data solve (e.g. darcy): "
+                   "checked on a few samples with its solver, then evaluate --fresh and certification work")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of the --as problem (repeatable)")
+    p.add_argument("--batch-size", type=_positive_int, help="samples read and written per batch")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted import")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.add_argument("--force", action="store_true", help="import even where the --as check or the size estimate fails")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_import)
 
-    from sciops import kinds
+    p = sub.add_parser("export", help="write a dataset as CF netCDF-4 (FILE.h5 -o FILE.nc)")
+    p.add_argument("file", help="sciops dataset (HDF5)")
+    p.add_argument("-o", "--output", required=True, help="output netCDF file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_export)
 
-    ops = "\n".join(f"  {name}: " + ", ".join(f"{k}={v!r}" for k, v in
-                                              kinds.of_operator(name).get("hyperparameters")(name).items())
-                    for name in kinds.operator_names())
-    settings = "\n".join(f"  {kind.description} ({', '.join(kind.operator_names())}): "
-                         + ", ".join(f.name for f in dataclasses.fields(kind.get("config")))
-                         for kind in kinds.KINDS.values())
-    p = sub.add_parser("train", help="train an operator on a dataset",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=f"operators and their hyperparameters (set with --set or [operator] in --config):\n{ops}\n"
-                              f"training settings ([training] in --config) by the kind of data:\n{settings}")
-    p.add_argument("operator", help="operator name: " + ", ".join(kinds.operator_names()))
+    sub._parser_class = _TrainParser  # its help lists the operators, built only when asked for
+    p = sub.add_parser("train", help="train an operator on a dataset", formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub._parser_class = _Parser
+    p.add_argument("operator", help="operator name (listed below)")
     p.add_argument("--data", required=True, help="training dataset (HDF5)")
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.add_argument("--config", help="TOML file with [operator] and [training] tables")

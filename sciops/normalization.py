@@ -28,9 +28,12 @@ class NormalizedOperator(nn.Module):
     def _bcast(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return t.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
 
+    def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mu_in) / sd_in, what the wrapped operator sees."""
+        return (x - self._bcast(self.in_mean, x)) / self._bcast(self.in_std, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = (x - self._bcast(self.in_mean, x)) / self._bcast(self.in_std, x)
-        y = self.operator(z)
+        y = self.operator(self.normalize_inputs(x))
         return y * self._bcast(self.out_std, y) + self._bcast(self.out_mean, y)
 
     def stats(self) -> dict[str, list[float]]:

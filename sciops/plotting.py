@@ -1,17 +1,7 @@
-"""Figures: input, reference, prediction and error of one sample side by side.
-
-Uses matplotlib's Agg backend (no display needed). 2D fields are drawn as images with the
-(y, x) array order shown with y upwards, over the domain's extent (the report's ``extent``, else
-the unit square); 3D fields show their middle slice along the first axis. Trajectories (reports
-with ``times``, outputs (T, y, x)): one row per shown time (first, middle, last record) with
-reference, prediction and |error| at that time on a shared colour scale, the input in the first
-column of the first row and the relative L2 error against time under it.
-"""
+"""Writing matplotlib figures: :func:`save_figure` (PNG, atomically, Agg backend)."""
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 
 def save_figure(fig, path) -> Path:
@@ -20,7 +10,7 @@ def save_figure(fig, path) -> Path:
 
     import matplotlib.pyplot as plt
 
-    from sciops.checkpoint import atomic_write
+    from sciops.files import atomic_write
 
     fig.tight_layout()
     path = Path(path)
@@ -29,76 +19,3 @@ def save_figure(fig, path) -> Path:
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buffer.getbuffer()))
     return path
-
-
-def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0, vmin=None, vmax=None):
-    import matplotlib.pyplot as plt
-
-    if isinstance(extent, (tuple, list)):  # per spatial dim, (..., y, x)
-        ly, lx = (extent[-2], extent[-1]) if len(extent) >= 2 else (extent[0], extent[0])
-    else:
-        lx = ly = extent
-    if field.ndim == 4:  # a 3D field with channels (radar's real and imaginary parts): its magnitude
-        field = np.linalg.norm(field, axis=-1)
-    if field.ndim == 3:
-        field = field[field.shape[0] // 2]
-    if field.ndim == 1:
-        ax.plot(np.linspace(0, lx, len(field)), field)
-    else:
-        im = ax.imshow(field, origin="lower", extent=(0, lx, 0, ly), cmap=cmap, vmin=vmin, vmax=vmax)
-        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(title, fontsize=10)
-
-
-def _plot_trajectory(report: dict, name_in: str, field_in: np.ndarray, name_out: str, ref: np.ndarray,
-                     pred: np.ndarray):
-    import matplotlib.pyplot as plt
-
-    arrays, extent = report["_arrays"], report["_arrays"].get("extent", 1.0)
-    times = arrays["times"]
-    shown = sorted({0, len(times) // 2, len(times) - 1})
-    fig, axes = plt.subplots(len(shown), 4, figsize=(16, 3.6 * len(shown)), squeeze=False)
-    _image(axes[0, 0], field_in, f"input {name_in}", extent=extent)
-    if len(shown) > 1:
-        ax = axes[1, 0]
-        ax.plot(times, arrays["per_time_rel_l2"], "o-", label="this sample")
-        ax.plot(times, report["per_time"]["rel_l2"]["mean"], "s--", label=f"mean of {report['samples']}")
-        ax.set_xlabel("t")
-        ax.set_title("relative L2 error vs time", fontsize=10)
-        ax.legend(fontsize=8)
-    for ax in axes[2:, 0]:
-        ax.axis("off")
-    for row, j in enumerate(shown):
-        lo, hi = float(min(ref[j].min(), pred[j].min())), float(max(ref[j].max(), pred[j].max()))
-        t = f"t = {times[j]:.3g}"
-        _image(axes[row, 1], ref[j], f"reference {name_out} (solver), {t}", extent=extent, vmin=lo, vmax=hi)
-        _image(axes[row, 2], pred[j], f"prediction ({report['operator']}), {t}", extent=extent, vmin=lo, vmax=hi)
-        _image(axes[row, 3], np.abs(pred[j] - ref[j]),
-               f"|error|, rel. L2 {arrays['per_time_rel_l2'][j]:.3g}", cmap="magma", extent=extent)
-    fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median trajectory error of "
-                 f"{report['samples']}, relative L2(0,T;L2) {arrays['rel_l2']:.3g})")
-    return fig
-
-
-def plot_comparison(report: dict, path: str | Path) -> Path:
-    """Write a PNG of the report's example sample (the one with the median error)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arrays = report["_arrays"]
-    name_in, field_in = next(iter(arrays["inputs"].items()))
-    name_out = next(iter(arrays["reference"]))
-    ref, pred = np.asarray(arrays["reference"][name_out]), np.asarray(arrays["prediction"][name_out])
-    if "times" in arrays:
-        fig = _plot_trajectory(report, name_in, np.asarray(field_in), name_out, ref, pred)
-    else:
-        extent = arrays.get("extent", 1.0)
-        fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-        _image(axes[0], field_in, f"input {name_in}", extent=extent)
-        _image(axes[1], ref, f"reference {name_out} (solver)", extent=extent)
-        _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent)
-        _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent)
-        fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median error of {report['samples']})")
-    return save_figure(fig, path)

@@ -89,10 +89,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*outside the range of the training inputs")  # counted in the table
     import sciops
     from sciops.datasets import generate
+    from sciops.grid.trainer import train
     from sciops.problems import get
     from sciops.solvers.darcy import solve_darcy
     from sciops.solvers.darcy_bounds import error_bounds, pcg
-    from sciops.training import TrainConfig, train
+    from sciops.training import TrainConfig
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads")
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ FNO error on multiphase (goal <= 3).
 
 Inverse problem (multiphase, the label-free DGNO): ``--inverse`` fresh coefficients; for each, 100
 observations of the reference u at random interior nodes with Gaussian noise at 25 dB SNR
-(noise std^2 = mean(u_obs^2) / 10^2.5), inverted with ``sciops.inverse.invert`` (``model_error``
+(noise std^2 = mean(u_obs^2) / 10^2.5), inverted with ``sciops.workflows.inverse.invert`` (``model_error``
 the DGNO's last-epoch validation error of u by default, ``--model-error``; aggregate latent
 prior, multi-start MAP, Laplace posterior). Printed: mean relative L2 error of the posterior mean
 of a, the share of grid points whose true a lies within 2 posterior standard deviations of the
@@ -52,7 +52,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import machine_line  # scripts/machine.py
 
 FNO = dict(width=32, layers=4, modes=[6, 7])
@@ -85,8 +84,8 @@ def parse_args(argv=None):
     p.add_argument("--inverse", type=int, default=20, help="fresh coefficients for the inverse problem (0: skip)")
     p.add_argument("--observations", type=int, default=100)
     p.add_argument("--snr-db", type=float, default=25.0)
-    p.add_argument("--residual-std", default="0", help="sigma_r of sciops.inverse.invert: a number or auto")
-    p.add_argument("--model-error", default="validation", help="model_error of sciops.inverse.invert: a number, "
+    p.add_argument("--residual-std", default="0", help="sigma_r of sciops.workflows.inverse.invert: a number or auto")
+    p.add_argument("--model-error", default="validation", help="model_error of sciops.workflows.inverse.invert: a number, "
                    "or validation (the DGNO's last-epoch validation relative L2 error of u)")
     p.add_argument("--jobs", type=int, default=1, help="datasets trained in parallel processes")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's "
@@ -162,7 +161,7 @@ def make_data(dataset: str, args, workdir: Path) -> tuple[Path, Path]:
 def last_epoch_surrogate(run_dir: Path):
     """The trained model with the weights of its last epoch (not the validation-selected ones)."""
     import sciops
-    from sciops import checkpoint as ckpt
+    from sciops.runs import storage as ckpt
 
     surrogate = sciops.load(run_dir, device="cpu")
     surrogate.model.load_state_dict(ckpt.load_tensors(run_dir / ckpt.STATE, map_location="cpu")["model"])
@@ -188,7 +187,8 @@ def test_errors(model: torch.nn.Module, test_path: Path) -> tuple[float, float]:
 
 def run_dataset(dataset: str, args, workdir: str) -> dict:
     """Generate one dataset, train and test every model on it; returns {model: result}."""
-    from sciops.training import TrainConfig, train
+    from sciops.grid.trainer import train
+    from sciops.training import TrainConfig
 
     if args.threads or args.jobs > 1:
         torch.set_num_threads(args.threads or 1)
@@ -231,7 +231,7 @@ def run_dataset(dataset: str, args, workdir: str) -> dict:
 
 def run_inverse(run_dir: str, args) -> dict:
     """Invert ``args.inverse`` fresh multiphase coefficients with the label-free DGNO of ``run_dir``."""
-    from sciops.inverse import invert
+    from sciops.workflows.inverse import invert
 
     surrogate = last_epoch_surrogate(Path(run_dir))
     problem = surrogate.problem

@@ -28,8 +28,8 @@ import torch
 
 from sciops import problems
 from sciops.operators.giorom import GIOROM, KernelReconstruction
-from sciops.particle_surrogate import ParticleSurrogate
-from sciops.training.particles import train_reconstruction, train_stepper
+from sciops.particles.stepping import train_reconstruction, train_stepper
+from sciops.particles.surrogate import ParticleSurrogate
 
 DEGREE_RADIUS = 2.5  # graph radius in particle spacings (about 20 neighbours in 2D)
 
@@ -50,7 +50,7 @@ def model(radius: float, latent: bool, args) -> GIOROM:
 def rollout_mse(surrogate: ParticleSurrogate, pos, types, steps: int) -> float:
     errs = []
     for n in range(len(pos)):
-        pred = surrogate.solve({"positions": pos[n, :6], "particle_type": types[n]}, steps)
+        pred = surrogate.rollout({"positions": pos[n, :6], "particle_type": types[n]}, steps)
         errs.append(float(((pred - pos[n, 6:6 + steps]) ** 2).mean()))
     return float(np.mean(errs))
 
@@ -110,9 +110,9 @@ def speed(args) -> None:
         base = ParticleSurrogate(model(DEGREE_RADIUS * spacing, False, args), None, n_sparse=points)
         times = {}
         for name, surrogate in (("giorom", gio), ("baseline", base)):
-            surrogate.solve(state, 1)  # warm-up
+            surrogate.rollout(state, 1)  # warm-up
             t0 = time.perf_counter()
-            surrogate.solve(state, args.speed_steps)
+            surrogate.rollout(state, args.speed_steps)
             times[name] = (time.perf_counter() - t0) / args.speed_steps
         print(f"  {points:>7} points: GIOROM {times['giorom']:.3f} s/step, full-graph baseline {times['baseline']:.3f} "
               f"s/step, speedup {times['baseline'] / times['giorom']:.1f}x")

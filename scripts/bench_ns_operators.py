@@ -15,7 +15,7 @@ validation selects the kept weights:
   fno3d        FNO-3D over (t, y, x);
   t1           T1 at the FNO-2D's width (so its seconds per epoch compare at equal width), gain ``T1_GAIN``;
   st-fno       the spatiotemporal FNO (modes ``--st-fno-modes``), trained with the relative Bochner L2(0,T;L2) loss, then
-               fine-tuned with Spectral-Refiner (``sciops.refine.refine``, the code of ``sciops
+               fine-tuned with Spectral-Refiner (``sciops.workflows.refine.refine``, the code of ``sciops
                finetune``) on ``--refine-samples`` fresh unlabeled inputs; both are tested;
   specboost    a second operator on the residual of the ``--specboost-base`` run (trained for the
                same epochs again), served as one surrogate.
@@ -24,7 +24,7 @@ Operators default to their registry hyperparameters; the other models use the re
 
 Printed per model: test relative L2(0,T;L2) (Bochner) and H1 errors, the relative L2 error of the
 last record, parameters, training seconds per epoch (validation excluded), inference seconds per
-trajectory (``sciops.evaluation.evaluate`` on the test file: batches, best of 3, after a warm-up),
+trajectory (``sciops.grid.evaluation.evaluate`` on the test file: batches, best of 3, after a warm-up),
 and the speedup over the solver for the same horizon (the T records from the last input state):
   vs solve   the reference solver at the dataset's solve resolution, timed here on
              every test input (one process, the problem's own thread setting);
@@ -51,7 +51,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from machine import machine_line  # scripts/machine.py
 
 MODELS = ("fno-rollout", "fno3d", "t1", "st-fno", "specboost")
@@ -148,7 +147,8 @@ def model_settings(name: str, args, workdir: Path) -> tuple[str, dict, str, floa
 
 
 def train_model(name: str, train_path: Path, args, workdir: Path) -> dict:
-    from sciops.training import TrainConfig, train
+    from sciops.grid.trainer import train
+    from sciops.training import TrainConfig
 
     operator, hp, loss, lr = model_settings(name, args, workdir)
     run_dir = workdir / name
@@ -168,8 +168,7 @@ def refine_model(problem, train_path: Path, args, workdir: Path) -> dict:
     """Spectral-Refiner on the st-fno run, as ``sciops finetune`` does it; its summary or the refusal."""
     import sciops
     from sciops.datasets import open_dataset
-    from sciops.evaluation import fresh_seed
-    from sciops.refine import refine
+    from sciops.workflows.refine import refine
 
     out = workdir / "st-fno-refined"
     summary_path = out / "config.json"
@@ -182,7 +181,7 @@ def refine_model(problem, train_path: Path, args, workdir: Path) -> dict:
     surrogate = sciops.load(workdir / "st-fno", device="cpu")
     with open_dataset(train_path) as ds:
         x, y = ds.get_batch(list(range(min(8, ds.n_samples))))
-    seed = fresh_seed(surrogate.config, args.refine_samples) + 1  # as sciops finetune: unused seeds
+    seed = surrogate.spec.fresh_seed(args.refine_samples) + 1  # as sciops finetune: unused seeds
     inputs = torch.as_tensor(problem.sample_inputs(args.refine_samples, seed))
     try:
         return refine(workdir / "st-fno", out, inputs=inputs, reference=(x[:, 0, -1], y[:, 0]),
@@ -196,7 +195,7 @@ def solver_errors(problem, test_path: Path, args) -> dict:
     at the solve resolution and at each coarser grid of ``--solver-grids``."""
     from sciops import problems
     from sciops.datasets import open_dataset
-    from sciops.evaluation import error_metrics
+    from sciops.grid.evaluation import error_metrics
     from sciops.problems.navier_stokes import fourier_resample
     from sciops.solvers.navier_stokes import BlowUpError
 
@@ -229,7 +228,7 @@ def solver_errors(problem, test_path: Path, args) -> dict:
 
 def evaluate_run(run_dir: Path, test_path: Path) -> dict:
     import sciops
-    from sciops.evaluation import evaluate
+    from sciops.grid.evaluation import evaluate
 
     surrogate = sciops.load(run_dir, device="cpu")
     report = evaluate(surrogate, data=test_path, progress_enabled=False)

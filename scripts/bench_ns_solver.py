@@ -29,7 +29,6 @@ import torch
 from sciops.solvers.navier_stokes import NavierStokes2D
 from sciops.solvers.time_stepping import crank_nicolson_rk4
 
-
 CLOCK = time.perf_counter
 
 

@@ -27,13 +27,12 @@ import time
 
 import numpy as np
 import torch
+from bench_radar_learned import score  # scripts/bench_radar_learned.py: the same scoring of fresh scenes
+from machine import machine_line  # scripts/machine.py
 
 from sciops.operators.learned_first_stage import LearnedFirstStage
 from sciops.operators.unet import UNet
 from sciops.problems import get
-
-from bench_radar_learned import score  # scripts/bench_radar_learned.py: the same scoring of fresh scenes
-from machine import machine_line  # scripts/machine.py
 
 
 def rel_l2(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -88,7 +87,7 @@ def main() -> None:
     problem = get("radar", n_freqs=args.freqs, snr_db=args.snr, nz=nz, ny=ny, nx=nx)
     data_shape = problem.operator().data_shape
     print(machine_line())
-    m, v = int(np.prod(data_shape)), nz * ny * nx
+    m = int(np.prod(data_shape))
     print(f"radar (reduced): {nz}x{ny}x{nx} grid, {args.freqs} frequencies, measurements {tuple(data_shape)} "
           f"({m} complex), {args.snr:g} dB; {args.threads} thread(s)")
 

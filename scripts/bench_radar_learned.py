@@ -31,16 +31,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line  # scripts/machine.py
 
 import sciops
 from sciops.datasets import generate
+from sciops.grid.trainer import train
 from sciops.image_metrics import nrmse, psnr, ssim
 from sciops.problems import get
 from sciops.training.config import TrainConfig
 from sciops.training.denoiser import LearnedDenoiser, train_denoiser
-from sciops.training.trainer import train
-
-from machine import machine_line  # scripts/machine.py
 
 PNP = dict(iters=20, rho=0.05)  # bench_radar_recon.py's PnP-ADMM settings (sparsity strength 0.05)
 

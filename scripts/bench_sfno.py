@@ -41,9 +41,10 @@ import torch
 
 from sciops import load, operators, problems
 from sciops.datasets import generate
+from sciops.grid.trainer import train
 from sciops.losses import make_loss
 from sciops.solvers import sw_diagnostics as diag
-from sciops.training import TrainConfig, train
+from sciops.training import TrainConfig
 
 FIELDS_IN, FIELDS_OUT = ("phi0", "u0", "v0"), ("phi", "u", "v")
 
@@ -157,7 +158,7 @@ def main() -> None:
         else:
             spec_err = ke_ratio = e_ratio = float("nan")
             by_degree = []
-        rows[name] = {"params": summary and surrogate.config["operator"]["parameters"], "hp": hp,
+        rows[name] = {"params": summary and surrogate.spec.operator.parameters, "hp": hp,
                       "one": per_step[0], "day": per_step[min(23, args.horizon - 1)], "end": per_step[-1],
                       "spec": spec_err, "ke": ke_ratio, "e": e_ratio, "by_degree": by_degree, "blown": int(blown.sum()),
                       "epoch_s": summary["seconds_per_epoch"], "val": summary["best_val"]["norm-l2"]}

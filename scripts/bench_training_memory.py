@@ -19,8 +19,9 @@ import json, resource, sys
 from pathlib import Path
 import torch
 torch.set_num_threads(2)
-import sciops.training.trainer as trainer_module
-from sciops.training import TrainConfig, Trainer
+import sciops.grid.trainer as trainer_module
+from sciops.training import TrainConfig
+from sciops.grid.trainer import Trainer
 from sciops.training.memory import training_memory
 data, run, operator, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 estimate = {}

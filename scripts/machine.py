@@ -18,6 +18,6 @@ def machine_line() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    load = ", load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
+    load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()) if hasattr(os, "getloadavg") else ""
     return (f"machine: {cpu}, {os.cpu_count()} logical CPUs{load}, {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.h5io import is_hdf5
-
-from sciops.datasets.importers.source import (Source, SourceField, as_float32, dtype_note, infer_dims,
-                                              pick_pair)
+from sciops.datasets.importers.source import Source, SourceField, as_float32, dtype_note, infer_dims, pick_pair
 
 PAIRS = (("coeff", "sol"), ("a", "u"))
 V73_HEADER = b"MATLAB 7.3 MAT-file"

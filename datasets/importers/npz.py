@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sciops.datasets.importers.source import (Source, SourceField, as_float32, dtype_note, infer_dims,
-                                              pick_pair)
+from sciops.datasets.importers.source import Source, SourceField, as_float32, dtype_note, infer_dims, pick_pair
 
 PAIRS = (("x", "y"), ("a", "u"), ("coeff", "sol"), ("inputs", "outputs"), ("input", "output"))
 

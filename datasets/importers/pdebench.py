@@ -23,8 +23,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sciops.datasets.importers.source import (CHANNEL, TIME, Source, SourceField, as_float32, dtype_note,
-                                              infer_dims, require_key)
+from sciops.datasets.importers.source import (
+    CHANNEL,
+    TIME,
+    Source,
+    SourceField,
+    as_float32,
+    dtype_note,
+    infer_dims,
+    require_key,
+)
 
 SPACE = ("x", "y", "z")
 LAYOUTS = "nu/tensor (2D Darcy), velocity/force (2D incompressible Navier-Stokes), per-sample groups with data " \

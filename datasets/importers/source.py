@@ -9,9 +9,9 @@ the readers: :func:`require_key` (the one-line error listing the keys there), :f
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 

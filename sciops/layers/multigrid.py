@@ -63,8 +63,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 PADDING_MODES = ("zeros", "circular", "reflect")
 

@@ -121,6 +121,7 @@ class _Tower(nn.Module):
         first = self.linears[0]
         pre = first(h)  # (C, N, H)
         dpre = scale * first.weight.permute(1, 0, 2).unsqueeze(2)  # (d, C, 1, H), constant in x
+        dh = None  # the first layer's, set at the end of its iteration
         for i in range(len(self.linears)):
             if i > 0:
                 linear = self.linears[i]

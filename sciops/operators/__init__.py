@@ -92,6 +92,19 @@ def build(name: str, *, in_channels: int, out_channels: int, ndim: int, geometry
                                 geometry=geometry, **hparams)
 
 
+def build_normalized(operator: dict, normalization: dict) -> nn.Module:
+    """The operator described by a run's ``operator`` entry (a dict, or an object with its fields),
+    wrapped in its normalisation (``sciops.normalization.NormalizedOperator``); weights not loaded."""
+    from sciops.normalization import NormalizedOperator
+
+    op = operator if isinstance(operator, dict) else vars(operator)
+    model = build(op["name"], in_channels=op["in_channels"], out_channels=op["out_channels"], ndim=op["ndim"],
+                  geometry=op["geometry"], time_steps=op.get("time_steps"), input_steps=op.get("input_steps"),
+                  **op["hyperparameters"])
+    return NormalizedOperator(model, normalization["in_mean"], normalization["in_std"],
+                              normalization["out_mean"], normalization["out_std"])
+
+
 def _check_value(name: str, key: str, value, default) -> None:
     """ValueError unless ``value`` is a size >= 1 (``SIZES``) or of its default's type; an integer
     setting may also be a list of integers (one per level, e.g. MgNO's smoothing steps)."""

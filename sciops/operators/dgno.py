@@ -21,14 +21,14 @@ Model
 
 Label-free loss (``training_loss``), per batch (the points are shared by the batch)
     L = pde_weight   * mean_j [ (r1_j / f)^2 + c |r2_j / s_ref|^2 ]    weak-form residuals of
-                                                                          sciops.training.weak_form
+                                                                          sciops.physics.weak_form
       + data_weight  * BCE(A(x_p; beta), phase(a(x_p)))  (MSE of log a for lognormal media)
       + kl_weight    * KL(N(mean, exp(logvar)) || N(0, I))               (generative only)
       + supervised_weight * relative L2 of u on the grid                  (only when labels are used)
     where c is ``constitutive_weight`` and r2 tests the constitutive law in the form
     ``constitutive_form``: "resistivity" (default: a_ref (s / a - grad u), the classical mixed
     method's form), "energy" ((a_ref / a)^(1/2) (s - a grad u)) or "flux" (s - a grad u); see
-    ``sciops.training.weak_form.constitutive_test_weight`` for why (the flux form biases u low by
+    ``sciops.physics.weak_form.constitutive_test_weight`` for why (the flux form biases u low by
     about 8 % at the same budget in development runs). Terms with weight 0 are not computed: pde_weight =
     data_weight = kl_weight = 0 with supervised_weight > 0 and ``generative=False`` is the
     supervised MultiONet of the paper (the DGNO architecture trained on labels).
@@ -65,12 +65,19 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sciops.layers.multionet import ACTIVATIONS, MultiONet
-from sciops.training.weak_form import (CONSTITUTIVE_FORMS, coefficient_at, constitutive_test_weight, darcy_residuals,
-                                       node_of_cell, sample_wendland_set)
+from sciops.operators.base import Operator
+from sciops.physics.weak_form import (
+    CONSTITUTIVE_FORMS,
+    coefficient_at,
+    constitutive_test_weight,
+    darcy_residuals,
+    node_of_cell,
+    sample_wendland_set,
+)
 
 TWO_PHASE = ("fno", "multiphase")
 
@@ -113,7 +120,7 @@ class Basis:
     a: list | None = None
 
 
-class DGNO(nn.Module):
+class DGNO(Operator):
     """Args (all JSON values; see the module docstring):
         latent: dimension of beta. generative: encode a distribution (mean, log-variance) or a point.
         width, layers, inner, activation: the MultiONet decoders (hidden width, hidden layers,
@@ -127,6 +134,7 @@ class DGNO(nn.Module):
         seed: seed of the training randomness (centres, points, reparameterisation).
     """
 
+    own_loss = True
     uses_labels = False
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, ndim: int = 2, geometry: str = "bounded",

@@ -12,15 +12,16 @@ grid's Nyquist are dropped).
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sciops.layers.grid import GEOMETRIES, append_grid
 from sciops.layers.pointwise import Pointwise
 from sciops.layers.spectral_conv import SpectralConv
+from sciops.operators.base import Operator
 
 
-class FNO(nn.Module):
+class FNO(Operator):
     """Args:
         in_channels, out_channels: field channels (grid coordinates are added internally).
         modes: kept Fourier modes per dimension; an int applies to every dimension of ``ndim``.

@@ -26,19 +26,19 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
   K input records -> T output records (10 -> 40 in the paper) with space-time spectral
   convolutions, the FNO-3D above with an input segment; trained with the relative Bochner
   L2(0, T; L2) loss (``--loss l2`` on trajectories) and fine-tuned with Spectral-Refiner
-  (``sciops finetune``, :mod:`sciops.refine`). Not the spherical SFNO.
+  (``sciops finetune``, :mod:`sciops.workflows.refine`). Not the spherical SFNO.
 """
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
 
 from sciops.layers.spectral_conv import SpectralConv
+from sciops.operators.base import Operator
 from sciops.operators.fno import FNO
 
 
-class Autoregressive(nn.Module):
+class Autoregressive(Operator):
     """The rollout of a one-step network ``self.step`` (set by subclasses) over a sliding window of
     ``input_steps`` states (see ``fno-rollout`` in the module docstring); also used by ``sfno``."""
 
@@ -91,7 +91,7 @@ class FNORollout(Autoregressive):
                         ndim=ndim, geometry=geometry, padding=padding, projection=projection)
 
 
-class FNO3D(nn.Module):
+class FNO3D(Operator):
     """Args:
         time_steps: records predicted (from the data).
         input_steps: records in the input segment when the inputs are one (from the data; None: one state).
@@ -101,7 +101,7 @@ class FNO3D(nn.Module):
         padding: spatial padding fraction for bounded problems (as in :class:`FNO`).
         residual: predict the change from the last input state (needs in_channels == out_channels).
         last_modes: modes of the last spectral layer if different (set by Spectral-Refiner
-            fine-tuning, :mod:`sciops.refine`, which extends that layer to the full grid).
+            fine-tuning, :mod:`sciops.workflows.refine`, which extends that layer to the full grid).
     """
 
     shared_normalization = True  # input records and outputs are the same field (needed by ``residual``)

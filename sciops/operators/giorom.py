@@ -35,9 +35,9 @@ Normalised weights reproduce any rigid translation exactly, whatever the kernel 
 Neighbour search: scipy cKDTree (``sciops.layers.graph``); message passing: torch ``index_add_``.
 GIOROM is not in the grid-operator registry (``sciops.operators.REGISTRY``, channel-first grid
 data): ``sciops.kinds`` serves it as the operator of particle data, so ``sciops train giorom``
-trains it with ``sciops.training.particles`` on a ``particles`` dataset, ``sciops.load`` returns a
-``sciops.particle_surrogate.ParticleSurrogate`` and ``sciops evaluate`` runs
-``sciops.particle_evaluation``.
+trains it with ``sciops.particles.trainer`` on a ``particles`` dataset, ``sciops.load`` returns a
+``sciops.particles.surrogate.ParticleSurrogate`` and ``sciops evaluate`` runs
+``sciops.particles.evaluation``.
 
 Reference: Viswanath, Chang, Berner, Chen, Anandkumar et al. Reduced-order neural operators:
 learning Lagrangian dynamics on highly sparse graphs (GIOROM), 2024. Sanchez-Gonzalez et al.
@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sciops.layers.graph import Interaction, KernelIntegral, bipartite_radius_graph, knn_graph, mlp, radius_graph
 
@@ -168,7 +168,7 @@ class KernelReconstruction(nn.Module):
         k = src.numel() // len(query_reference)
         dist = rel.norm(dim=-1).view(-1, k)
         scale = dist.max(1, keepdim=True).values.clamp_min(1e-12)
-        w = F.softplus(self.kernel((rel.view(-1, k, self.dim) / scale[..., None]))).squeeze(-1) + 1e-12  # (Q, k)
+        w = F.softplus(self.kernel(rel.view(-1, k, self.dim) / scale[..., None])).squeeze(-1) + 1e-12  # (Q, k)
         w = w / w.sum(1, keepdim=True)
         neighbours = sparse_displacement.index_select(-2, src).reshape(sparse_displacement.shape[:-2] + (-1, k, self.dim))
         return (w[..., None] * neighbours).sum(-2)

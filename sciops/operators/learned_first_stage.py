@@ -27,10 +27,11 @@ import math
 import torch
 from torch import nn
 
+from sciops.operators.base import Operator
 from sciops.operators.unet import UNet
 
 
-class LearnedFirstStage(nn.Module):
+class LearnedFirstStage(Operator):
     """Args:
         data_shape: (F, T, R) measurement shape (frequencies, transmitters, receivers).
         image_shape: (nz, ny, nx) voxel grid.

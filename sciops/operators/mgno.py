@@ -64,19 +64,20 @@ neural network", Sci. China Math. 2019.
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sciops.layers.grid import GEOMETRIES
 from sciops.layers.multigrid import MultigridConv
 from sciops.layers.pointwise import Pointwise
+from sciops.operators.base import Operator
 
 BOUNDARIES = {"dirichlet": "zeros", "periodic": "circular", "reflect": "reflect"}
 _LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": torch.tanh, "silu": F.silu}
 
 
-class MgNO(nn.Module):
+class MgNO(Operator):
     """Args:
         in_channels, out_channels: field channels of the input and the output.
         ndim: spatial dimension (1, 2 or 3). geometry: "bounded" or "periodic" (picks the

@@ -28,8 +28,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from sciops.layers.pointwise import Pointwise
 from sciops.operators.fno_trajectory import Autoregressive
@@ -137,7 +137,7 @@ class SFNO(Autoregressive):
         self._call_grid: str | None = None
 
     @classmethod
-    def prepare_hyperparameters(cls, hparams: dict, problem) -> dict:
+    def prepare_hyperparameters(cls, hparams: dict, problem, runs=None) -> dict:
         """The trainer's hook: the grid type of the data when not given; a different one is refused."""
         data_grid = problem.params.get("grid")
         if hparams.get("grid") is not None and hparams["grid"] != data_grid:

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sciops.operators.base import Operator, RunReader
 
-class SpecBoost(nn.Module):
+
+class SpecBoost(Operator):
     """Args:
         base: the run directory of the trained first operator (read when training starts).
         second: hyperparameters of the second operator that differ from the first's.
@@ -34,8 +36,7 @@ class SpecBoost(nn.Module):
                  time_steps: int | None = None, input_steps: int | None = None, base: str = "",
                  second: dict | None = None, base_config: dict | None = None):
         super().__init__()
-        from sciops.operators import build
-        from sciops.training.trainer import build_model
+        from sciops.operators import build, build_normalized
 
         if not base_config:
             raise ValueError("specboost needs the run it boosts: --set base=RUN_DIR")
@@ -45,7 +46,7 @@ class SpecBoost(nn.Module):
             raise ValueError(f"the base run maps {op['in_channels']} -> {op['out_channels']} channels with "
                              f"time_steps={op.get('time_steps')}, input_steps={op.get('input_steps')}, but this data "
                              f"has {in_channels} -> {out_channels} with time_steps={time_steps}, input_steps={input_steps}")
-        self.first = build_model(base_config)
+        self.first = build_normalized(op, base_config["normalization"])
         self.first.requires_grad_(False)
         hparams = {**op["hyperparameters"], **(second or {})}
         extra = {k: v for k, v in (("time_steps", time_steps), ("input_steps", input_steps)) if v is not None}
@@ -56,30 +57,25 @@ class SpecBoost(nn.Module):
         self._base = base
 
     @classmethod
-    def prepare_hyperparameters(cls, hparams: dict, problem=None) -> dict:
-        from sciops import checkpoint as ckpt
-
+    def prepare_hyperparameters(cls, hparams: dict, problem, runs: RunReader) -> dict:
+        """Embed the base run's operator and normalisation (checked against the data's problem)."""
         if not hparams.get("base"):
             raise ValueError("specboost needs the run it boosts: --set base=RUN_DIR")
-        run = ckpt.check_run_dir(Path(hparams["base"]))
-        config = ckpt.load_json(run / ckpt.CONFIG)
+        run = Path(hparams["base"])
+        config = runs.config(run)
         if config["operator"]["name"] == "specboost":
             raise ValueError(f"{run} is already a specboost run; boost its base run instead")
-        if problem is not None:  # the residual to learn is the base run's on this data: the same operator's
-            if problem.name != config["problem"]["name"]:
-                raise ValueError(f"the data to boost on hold {problem.name} data, but {run} was trained on "
-                                 f"{config['problem']['name']}")
-            problem.check_same_operator(problem.params, config["problem"]["params"], "the data to boost on")
+        if problem.name != config["problem"]["name"]:  # the residual to learn is the base run's on this data
+            raise ValueError(f"the data to boost on hold {problem.name} data, but {run} was trained on "
+                             f"{config['problem']['name']}")
+        problem.check_same_operator(problem.params, config["problem"]["params"], "the data to boost on")
         base_config = {"operator": config["operator"], "normalization": config["normalization"]}
         return {**hparams, "base": str(run.resolve()), "base_config": base_config}
 
     @torch.no_grad()
-    def initialize(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def initialize(self, x: torch.Tensor, y: torch.Tensor, runs: RunReader) -> None:
         """Load the first run's weights and measure its residual's scale on training pairs."""
-        from sciops import checkpoint as ckpt
-
-        state = ckpt.load_tensors(Path(self._base) / ckpt.WEIGHTS, map_location=x.device)
-        self.first.load_state_dict(state)
+        self.first.load_state_dict(runs.weights(self._base, x.device))
         self.first.eval()
         residual = (y - self.first(x)).transpose(0, 1).reshape(y.shape[1], -1)
         self.residual_std.copy_(residual.std(1).clamp_min(1e-12))
@@ -91,7 +87,7 @@ class SpecBoost(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first = self.first(x)
-        z = (x - self.first._bcast(self.first.in_mean, x)) / self.first._bcast(self.first.in_std, x)
+        z = self.first.normalize_inputs(x)
         correction = self.second(z)
         scale = (self.gain * self.residual_std).view(1, -1, *([1] * (correction.dim() - 2)))
         return first + scale * correction

@@ -34,13 +34,15 @@ import math
 import torch
 from torch import nn
 
+from sciops.operators.base import Operator
+
 
 def _complex_param(*shape: int, std: float) -> nn.Parameter:
     """Complex Gaussian weights with E|w|^2 = std^2 (real and imaginary parts std / sqrt 2 each)."""
     return nn.Parameter(std * torch.randn(*shape, dtype=torch.cfloat))
 
 
-class T1(nn.Module):
+class T1(Operator):
     """Args:
         time_steps: records to predict for trajectory data (None: one field per output channel).
         input_steps: records of an input segment (from the data; None: one state); they enter the

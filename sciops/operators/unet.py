@@ -45,6 +45,7 @@ from torch import nn
 
 from sciops.layers.grid import GEOMETRIES
 from sciops.layers.unet_blocks import CONV, CONV_T, POOL, ConvBlock, crop_to, pad_to_multiple
+from sciops.operators.base import Operator
 
 INPUT_MODES = ("channels", "magnitude")
 OUTPUTS = ("sigmoid", "linear")
@@ -56,7 +57,7 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
-class UNet(nn.Module):
+class UNet(Operator):
     """Args:
         in_channels, out_channels: field channels of the input and the output.
         ndim: spatial dimension (1, 2 or 3). geometry: "bounded" or "periodic" (the convolutions

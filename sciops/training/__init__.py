@@ -1,5 +1,6 @@
-"""Training: settings (``TrainConfig``, TOML files) and the ``Trainer``."""
+"""Training: the settings (``TrainConfig``, TOML files), the one loop every kind of operator runs
+(:mod:`sciops.training.loop`), data-parallel helpers and the memory check. The trainers of each
+kind of data live with their kind (``sciops.grid.trainer``, ``sciops.particles.trainer``)."""
 from sciops.training.config import TrainConfig, load_toml
-from sciops.training.trainer import Trainer, build_model, resolve_device, train
 
-__all__ = ["TrainConfig", "Trainer", "build_model", "load_toml", "resolve_device", "train"]
+__all__ = ["TrainConfig", "load_toml"]

@@ -11,7 +11,7 @@ AdamW with a one-cycle schedule; the batch order and the noise come from generat
 validation error (fixed noise drawn with seed + 1) are kept.
 
 Run directory: ``config.json`` (UNet hyperparameters, noise range, data, history) and
-``weights.pt`` through :mod:`sciops.checkpoint`, written atomically (``torch.load(weights_only=True)``).
+``weights.pt`` through :mod:`sciops.runs.storage`, written atomically (``torch.load(weights_only=True)``).
 ``LearnedDenoiser.load(run_dir)`` rebuilds it; the object is the callable ``D(magnitude, sigma)``
 that ``pnp_admm(..., prox=D)`` expects: magnitude (batch, *space) tensor (PnP passes it divided by
 its maximum, so in [0, 1]), sigma the noise level (PnP's ``strength``), returns (batch, *space) on
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-import sciops
-from sciops import checkpoint as ckpt
 from sciops.datasets import open_dataset
 from sciops.operators.unet import UNet
+from sciops.runs import storage as ckpt
 from sciops.training.config import TrainConfig
+from sciops.version import __version__
 
 
 class LearnedDenoiser:
@@ -105,7 +105,7 @@ def train_denoiser(data: str | Path, run_dir: str | Path, *, width: int = 8, lev
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = UNet(2, 1, ndim=ndim, **hparams)
-    config = {"sciops_version": sciops.__version__,
+    config = {"sciops_version": __version__,
               "denoiser": {"ndim": ndim, "hyperparameters": hparams, "sigma_min": sigma_min, "sigma_max": sigma_max},
               "data": {"path": str(Path(data).resolve()), "n_train": n_fit, "n_val": n_val},
               "training": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}}

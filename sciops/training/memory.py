@@ -10,7 +10,7 @@ memory. The estimate guards against runs that cannot fit; it is not an allocator
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -13,8 +13,16 @@ import pytest
 import scipy.io
 import torch
 
-from sciops.datasets import describe, from_arrays, import_file, open_dataset, open_xarray, parse_grid, partial_path
-from sciops.datasets import importing
+from sciops.datasets import (
+    describe,
+    from_arrays,
+    import_file,
+    importing,
+    open_dataset,
+    open_xarray,
+    parse_grid,
+    partial_path,
+)
 from sciops.datasets.importers import FORMATS, detect
 from sciops.problems import get
 

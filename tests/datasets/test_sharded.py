@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from sciops.cli import main
-from sciops.datasets import describe, generate, open_dataset, open_xarray, partial_path
-from sciops.datasets import sharded
+from sciops.datasets import describe, generate, open_dataset, open_xarray, partial_path, sharded
 from sciops.datasets.sharded import SINGLE_THREAD_ENV, generate_sharded, merge, shard_dir
 from sciops.problems import get, sample_seed
 

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import pytest
+from small_settings import RESOLUTION, SMALL_FNO, SMALL_TRAINING
 
 from sciops import problems
 from sciops.datasets import generate
-from sciops.training import TrainConfig, train
-
-from small_settings import RESOLUTION, SMALL_FNO, SMALL_TRAINING
+from sciops.grid.trainer import train
+from sciops.training import TrainConfig
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import sciops
-from sciops.certified import certify
 from sciops.cli import main
+from sciops.grid.certified import certify
 from sciops.problems import get
 
 

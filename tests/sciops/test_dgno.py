@@ -19,14 +19,25 @@ import sciops
 from sciops import problems
 from sciops.cli import main
 from sciops.datasets import generate
-from sciops.inverse import MIN_OBSERVATIONS, invert, read_observations
+from sciops.grid.trainer import train
 from sciops.layers.multionet import ACTIVATIONS, MultiONet, TanhSin, activation
 from sciops.operators import build
-from sciops.operators.dgno import DGNO, grid_points
-from sciops.training import TrainConfig, train
-from sciops.training.weak_form import (WENDLAND_MASS, coefficient_at, constitutive_test_weight, darcy_residuals,
-                                       disk_quadrature, node_of_cell, sample_wendland_set, wendland,
-                                       wendland_gradient, wendland_set)
+from sciops.operators.dgno import DGNO
+from sciops.physics.weak_form import (
+    WENDLAND_MASS,
+    coefficient_at,
+    constitutive_test_weight,
+    darcy_residuals,
+    disk_quadrature,
+    node_of_cell,
+    sample_wendland_set,
+    wendland,
+    wendland_gradient,
+    wendland_set,
+)
+from sciops.training import TrainConfig
+from sciops.workflows.inverse import MIN_OBSERVATIONS, invert
+from sciops.workflows.inverse_io import read_observations, save_result
 
 SMALL_DGNO = dict(latent=16, width=32, layers=3, inner=2, encoder_channels=8, centres=48, quad_radial=4,
                   quad_angular=8, data_points=256, rbf_radius_min=0.04, rbf_radius_max=0.1)
@@ -323,7 +334,7 @@ def test_trainer_passes_no_labels(dgno_run, monkeypatch, tmp_path):
 
 def test_label_free_training_resumes_exactly(dgno_run, monkeypatch, tmp_path):
     """The random centres, points and noise come from (seed, step) with the step saved in the state."""
-    from sciops.training.trainer import Trainer
+    from sciops.grid.trainer import Trainer
 
     path, _, _ = dgno_run
     hparams = {**SMALL_DGNO, "centres": 8, "data_points": 32}
@@ -331,11 +342,11 @@ def test_label_free_training_resumes_exactly(dgno_run, monkeypatch, tmp_path):
     train("dgno", path, tmp_path / "straight", hparams=hparams, config=config, progress=False)
     original, calls = Trainer.validate, {"n": 0}
 
-    def crash_after_two(self, model):
+    def crash_after_two(self):
         calls["n"] += 1
         if calls["n"] > 2:
             raise KeyboardInterrupt("simulated crash")
-        return original(self, model)
+        return original(self)
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "validate", crash_after_two)
@@ -388,7 +399,7 @@ def test_invert_returns_fields_and_nonnegative_std(dgno_run, observations, tmp_p
     other = invert(sciops.load(run_dir), points, values, noise_std=0.01, resolution=17, prior="standard",
                    **FAST_INVERSION)
     assert other.a_mean.shape == (17, 17) and np.all(other.a_std >= 0)
-    out = result.save(tmp_path / "inv.h5", a_true=a_true)
+    out = save_result(result, tmp_path / "inv.h5", a_true=a_true)
     with h5py.File(out, "r") as h5:
         assert {"a_mean", "a_std", "u_mean", "grid", "a_true"} <= set(h5)
 

@@ -20,11 +20,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from sciops import checkpoint as ckpt
 from sciops import problems
 from sciops.cli import main
 from sciops.datasets import generate
-from sciops.training import TrainConfig, Trainer, distributed, train
+from sciops.grid.trainer import Trainer, train
+from sciops.runs import storage as ckpt
+from sciops.training import TrainConfig, distributed
 
 FNO = {"modes": 4, "width": 8, "layers": 2, "projection": 16}
 DGNO = dict(latent=8, width=16, layers=2, inner=2, encoder_resolution=16, encoder_channels=4, centres=24,
@@ -65,11 +66,11 @@ def _worker(rank: int, port: int, data: str, out: str) -> None:
         train("fno", data, f"{out}/straight", hparams=FNO, config=TrainConfig(**UNEVEN), progress=None)
         validate, calls = Trainer.validate, []
 
-        def crash_in_third_epoch(self, model):
+        def crash_in_third_epoch(self):
             calls.append(1)
             if len(calls) > 2:
                 raise KeyboardInterrupt("simulated crash")
-            return validate(self, model)
+            return validate(self)
 
         Trainer.validate = crash_in_third_epoch
         try:

@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 
 import sciops
-from sciops.evaluation import evaluate, fresh_seed, markdown, public
-from sciops.plotting import plot_comparison
+from sciops.grid.evaluation import evaluate, markdown, public
+from sciops.grid.figures import plot_comparison
 from sciops.problems import sample_seed
 
 
 def test_fresh_seeds_never_used_in_training(trained_run):
-    config = sciops.load(trained_run[0]).config
-    seed = fresh_seed(config, 50)
-    used = {sample_seed(config["data"]["seed"], i) for i in range(config["data"]["n_samples"])}
-    assert seed != config["data"]["seed"]
+    spec = sciops.load(trained_run[0]).spec
+    seed = spec.fresh_seed(50)
+    used = {sample_seed(spec.data.seed, i) for i in range(spec.data.n_samples)}
+    assert seed != spec.data.seed
     assert not used & {sample_seed(seed, i) for i in range(50)}
 
 

@@ -1,5 +1,5 @@
 """Specification of the GIOROM particle time-stepper and its full-order reconstruction
-(``sciops.operators.giorom``, ``sciops.training.particles``): shapes and bad input, permutation
+(``sciops.operators.giorom``, ``sciops.particles.trainer``): shapes and bad input, permutation
 equivariance, the state-dict round trip, a short training run on MPM dam-break data that must
 halve the one-step error of predicting the mean acceleration, rollouts, and the reconstruction's
 exactness for rigid translations."""
@@ -11,7 +11,7 @@ import torch
 
 from sciops import problems
 from sciops.operators.giorom import GIOROM, KernelReconstruction, subsample
-from sciops.training.particles import random_walk_noise, set_pooled_statistics, train_stepper
+from sciops.particles.stepping import random_walk_noise, set_pooled_statistics, train_stepper
 
 TINY = dict(hidden=16, latent_grid=6, attention_layers=1, heads=2, radius=0.08, interaction_layers=1)
 
@@ -121,7 +121,7 @@ def test_subsample():
 
 
 def test_gns_baseline_mode_and_particle_surrogate_round_trip(tmp_path):
-    from sciops.particle_surrogate import ParticleSurrogate
+    from sciops.particles.surrogate import ParticleSurrogate
 
     baseline = GIOROM(2, **{**TINY, "latent_grid": 0}).eval()
     x, types = window(P=80)
@@ -131,20 +131,20 @@ def test_gns_baseline_mode_and_particle_surrogate_round_trip(tmp_path):
     stepper.set_statistics([0.0, 0.0], [2e-3, 2e-3], [0.0, 0.0], [1e-4, 1e-4])
     surrogate = ParticleSurrogate(stepper, KernelReconstruction(2), n_sparse=30)
     state = {"positions": x.permute(1, 0, 2).numpy(), "particle_type": types.numpy()}
-    out = surrogate.solve(state, 3)
+    out = surrogate.rollout(state, 3)
     assert out.shape == (3, 80, 2) and np.isfinite(out).all()
     loaded = ParticleSurrogate.load(surrogate.save(tmp_path / "run"))
-    np.testing.assert_allclose(loaded.solve(state, 3), out, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(loaded.rollout(state, 3), out, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="must be \\(H \\+ 1, P, d\\)"):
-        surrogate.solve({"positions": np.zeros((3, 80, 2)), "particle_type": types.numpy()}, 3)
+        surrogate.rollout({"positions": np.zeros((3, 80, 2)), "particle_type": types.numpy()}, 3)
     # a whole cloud no larger than n_sparse is stepped directly
     full = ParticleSurrogate(stepper, None, n_sparse=1000)
     with torch.no_grad():
-        np.testing.assert_allclose(full.solve(state, 2), stepper.rollout(x, types, 2).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(full.rollout(state, 2), stepper.rollout(x, types, 2).numpy(), rtol=1e-6)
 
 
 def test_reconstruction_training_reduces_the_dense_error():
-    from sciops.training.particles import train_reconstruction
+    from sciops.particles.stepping import train_reconstruction
 
     rng = np.random.default_rng(1)
     ref = rng.random((400, 2))

@@ -12,14 +12,13 @@ import pytest
 import torch
 
 import sciops
-from sciops import checkpoint as ckpt
 from sciops import problems
 from sciops.cli import main
 from sciops.datasets import generate
-from sciops.evaluation import fresh_seed
-from sciops.particle_evaluation import evaluate, markdown
-from sciops.particle_surrogate import ParticleSurrogate
-from sciops.training.particles import ParticleTrainConfig, ParticleTrainer, train
+from sciops.particles.evaluation import evaluate, markdown
+from sciops.particles.surrogate import ParticleSurrogate
+from sciops.particles.trainer import ParticleTrainConfig, ParticleTrainer, train
+from sciops.runs import storage as ckpt
 
 # a dam break: accelerations vary in space and time, so a stepper must learn more than gravity
 DATA = ["--param", "scene=dam_break", "--param", "material=fluid", "--param", "n_particles=80",
@@ -84,7 +83,7 @@ def test_train_load_and_evaluate_against_the_simulator(trained, tmp_path, capsys
     assert "position MSE over 8 frames" in out and "speedup" in out and png.stat().st_size > 10_000
     report = json.loads(report_json.read_text())
     assert report["samples"] == 2 and report["rollout_steps"] == 14 - 6 and report["particles"] == 80
-    assert report["source"] == {"fresh": 2, "seed": fresh_seed(config, 2)}
+    assert report["source"] == {"fresh": 2, "seed": surrogate.spec.fresh_seed(2)}
     assert len(report["per_step"]["position_mse"]["mean"]) == 8 and report["speedup"] > 0
     assert report["growth_per_step"] > 1  # errors accumulate along an autoregressive rollout
     assert run(capsys, "evaluate", trained, "--fresh", 2, "--report", report_md)[0] == 0
@@ -94,7 +93,7 @@ def test_train_load_and_evaluate_against_the_simulator(trained, tmp_path, capsys
     # reconstruction): a run whose weights were lost or misread rolls out like this one
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config["seed"])
-        untrained = ParticleSurrogate.from_config(surrogate.config)
+        untrained = ParticleSurrogate.from_spec(surrogate.spec)
     stats = {k: v for k, v in surrogate.stepper.state_dict().items() if k.endswith(("_mean", "_std"))}
     untrained.stepper.load_state_dict({**untrained.stepper.state_dict(), **stats})
     untrained.reconstruction.load_state_dict(surrogate.reconstruction.state_dict())
@@ -124,11 +123,11 @@ def _interrupt_after(monkeypatch, epochs_done: int):
     calls = {"n": 0}
     original = ParticleTrainer.validate
 
-    def crashing_validate(self, surrogate):
+    def crashing_validate(self):
         if calls["n"] == epochs_done:
             raise KeyboardInterrupt
         calls["n"] += 1
-        return original(self, surrogate)
+        return original(self)
 
     monkeypatch.setattr(ParticleTrainer, "validate", crashing_validate)
 
@@ -161,13 +160,13 @@ def test_resume_after_interruption_is_exact(tmp_path, particle_file, monkeypatch
 
 
 def test_blown_up_validation_rollouts_never_count_as_best(tmp_path, particle_file, monkeypatch, capsys):
-    from sciops.training.particles import SELECT
+    from sciops.particles.trainer import SELECT
 
     original, calls = ParticleTrainer.validate, {"n": 0}
 
-    def validate(self, surrogate):  # epoch 1's rollout blows up (or every one, once calls["all"] is set)
+    def validate(self):  # epoch 1's rollout blows up (or every one, once calls["all"] is set)
         calls["n"] += 1
-        val = original(self, surrogate)
+        val = original(self)
         return {**val, SELECT: float("nan")} if calls["n"] == 1 or calls.get("all") else val
 
     config = ParticleTrainConfig(epochs=3, n_sparse=40, reconstruction_steps=5, windows_per_epoch=5, lr=3e-3)

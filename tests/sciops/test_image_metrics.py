@@ -39,7 +39,7 @@ def test_ssim_identity_and_constant_shift():
 def test_image_comparison_on_grids_too_small_for_ssim():
     # radar allows grids of a few voxels per side: PSNR and the normalised error are still reported,
     # SSIM (whose 11-voxel window does not fit) is NaN instead of failing the evaluation
-    from sciops.evaluation import image_comparison
+    from sciops.grid.evaluation import image_comparison
 
     truth = np.random.default_rng(4).random((2, 8, 8, 8))
 

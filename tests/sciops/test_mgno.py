@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from small_settings import RESOLUTION, SMALL_TRAINING
 
 import sciops
 from sciops import operators, problems
+from sciops.grid.trainer import train
 from sciops.layers.multigrid import MultigridConv, level_sizes, stencil_scale
 from sciops.operators.mgno import MgNO
-from sciops.training import TrainConfig, train
-
-from small_settings import RESOLUTION, SMALL_TRAINING
+from sciops.training import TrainConfig
 
 F64 = torch.float64
 SMALL = dict(width=6, layers=2, levels=3)

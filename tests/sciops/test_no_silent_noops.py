@@ -8,8 +8,9 @@ from sciops import problems
 from sciops.cli import main
 from sciops.datasets import generate
 from sciops.datasets.resources import ResourceError
-from sciops.training import TrainConfig, train
-from sciops.training.particles import _warn_if_ballistic
+from sciops.grid.trainer import train
+from sciops.particles.trainer import _warn_if_ballistic
+from sciops.training import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import torch
 
 from sciops import operators
 from sciops.normalization import NormalizedOperator
-from sciops.refine import extend_last_layer, navier_stokes_equation, relative_residual
+from sciops.runs import OperatorSpec, RunSpec
 from sciops.solvers.navier_stokes import NavierStokes2D, simulate
+from sciops.workflows.refine import extend_last_layer, navier_stokes_equation, relative_residual
 
 
 def taylor_green(n: int, times: np.ndarray, nu: float, k: int = 2) -> torch.Tensor:
@@ -73,11 +74,11 @@ def test_full_mode_extension_leaves_the_model_unchanged():
     op = operators.build("fno3d", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=5,
                          modes=(2, 4, 4), width=6, layers=2)
     model = NormalizedOperator(op, [0.0], [1.0], [0.0], [1.0])
-    config = {"operator": {"name": "fno3d", "hyperparameters": {"modes": [2, 4, 4]}}}
+    spec = RunSpec(operator=OperatorSpec("fno3d", {"modes": [2, 4, 4]}))
     grid = (5 + round(0.3 * 5), 16, 16)
-    refined, new_config, added = extend_last_layer(model, config, grid)
+    refined, new_spec, added = extend_last_layer(model, spec, grid)
     assert refined.operator.fno.spectral[-1].modes == (3, 8, 9)
-    assert new_config["operator"]["hyperparameters"]["last_modes"] == [3, 8, 9]
+    assert new_spec.operator.hyperparameters["last_modes"] == [3, 8, 9]
     # the mask marks every mode but the trained (4, 8, 4) block (+-2 in t, +-4 in y, 0..3 in x)
     assert added.shape == refined.operator.fno.spectral[-1].weight.shape
     assert (1 - added).sum().item() == 4 * 8 * 4 * 6 * 6 * 2 and set(added.unique().tolist()) == {0.0, 1.0}
@@ -99,8 +100,8 @@ def test_full_mode_extension_of_a_layer_with_more_modes_than_the_grid():
     op = operators.build("fno3d", in_channels=1, out_channels=1, ndim=2, geometry="periodic", time_steps=3,
                          modes=(4, 10, 10), width=6, layers=2)
     model = NormalizedOperator(op, [0.0], [1.0], [0.0], [1.0])
-    config = {"operator": {"name": "fno3d", "hyperparameters": {"modes": [4, 10, 10]}}}
-    refined, _, _ = extend_last_layer(model, config, (3 + round(0.3 * 3), 16, 16))
+    spec = RunSpec(operator=OperatorSpec("fno3d", {"modes": [4, 10, 10]}))
+    refined, _, _ = extend_last_layer(model, spec, (3 + round(0.3 * 3), 16, 16))
     assert refined.operator.fno.spectral[-1].modes == (2, 8, 9)
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
@@ -133,8 +134,8 @@ def trained(tmp_path_factory):
 
 def test_finetune_lowers_the_residual_and_the_error_and_the_refined_run_is_a_surrogate(trained, capsys):
     import sciops
-    from sciops import checkpoint as ckpt
     from sciops.problems import get
+    from sciops.runs import storage as ckpt
 
     root, data, run = trained
     out = root / "refined"
@@ -161,7 +162,7 @@ def test_finetune_lowers_the_residual_and_the_error_and_the_refined_run_is_a_sur
     assert error["after"] < 0.9 * error["before"], error
     # only the added modes moved: the trained ones are the original run's
     grid = (6 + round(0.3 * 6), 16, 16)
-    extended, _, added = extend_last_layer(original.model, original.config, grid)
+    extended, _, added = extend_last_layer(original.model, original.spec, grid)
     kept = added == 0
     trained_before = extended.operator.fno.spectral[-1].weight[kept]
     assert torch.equal(refined.model.operator.fno.spectral[-1].weight[kept].cpu(), trained_before.cpu())
@@ -201,7 +202,7 @@ def test_finetune_refuses_records_too_coarse_for_the_residual_before_writing(tra
     (here the stored trajectories with noise, as records too sparse in time would be) stop it."""
     from sciops.datasets import open_dataset
     from sciops.problems import get
-    from sciops.refine import refine
+    from sciops.workflows.refine import refine
 
     _, data, run = trained
     with open_dataset(data) as ds:
@@ -218,16 +219,16 @@ def test_finetune_refuses_records_too_coarse_for_the_residual_before_writing(tra
 
 def test_finetune_that_gains_nothing_says_so(trained, tmp_path, monkeypatch, capsys):
     """33 s for residual 0.2666 -> 0.2666 used to pass in silence."""
-    import sciops.refine
+    import sciops.workflows.finetune
 
     _, _, run = trained
-    real = sciops.refine.refine
+    real = sciops.workflows.finetune.refine
 
     def unchanged(*args, **kwargs):
         summary = real(*args, **kwargs)
         return {**summary, "relative_residual_after": summary["relative_residual_before"] * 0.9999}
 
-    monkeypatch.setattr(sciops.refine, "refine", unchanged)
+    monkeypatch.setattr(sciops.workflows.finetune, "refine", unchanged)
     capsys.readouterr()
     assert _cli("finetune", run, "-o", tmp_path / "same", "--samples", 2, "--iterations", 1, "-q") == 0
     err = capsys.readouterr().err
@@ -236,7 +237,7 @@ def test_finetune_that_gains_nothing_says_so(trained, tmp_path, monkeypatch, cap
 
 def test_finetune_on_the_inputs_of_a_dataset(trained, tmp_path, capsys):
     """``--inputs FILE`` refines on a dataset's inputs (its labels unused); another problem's file is refused."""
-    from sciops import checkpoint as ckpt
+    from sciops.runs import storage as ckpt
 
     _, data, run = trained
     assert ckpt.load_json(run / ckpt.CONFIG)["data"]["resolution"] == [16, 16]  # the grid, not (K, y, x)

@@ -11,10 +11,11 @@ import torch
 import sciops
 from sciops import operators, problems
 from sciops.datasets import generate
-from sciops.evaluation import evaluate, markdown
+from sciops.grid.evaluation import evaluate, markdown
+from sciops.grid.trainer import train
 from sciops.losses import make_loss
 from sciops.solvers.sphere_grid import quadrature
-from sciops.training import TrainConfig, train
+from sciops.training import TrainConfig
 
 SMALL = {"modes": 8, "width": 12, "layers": 2, "projection": 16}
 DATA = dict(nlat=12, records=2, record_every=1800.0)
@@ -96,7 +97,7 @@ def test_trains_through_the_trainer_and_round_trips(sw_file, tmp_path):
     history = [__import__("json").loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 2.5, [h["train_loss"] for h in history]
     surrogate = sciops.load(run)
-    assert surrogate.config["operator"]["hyperparameters"]["grid"] == "legendre-gauss"  # from the data
+    assert surrogate.spec.operator.hyperparameters["grid"] == "legendre-gauss"  # from the data
     # round trip: the loaded surrogate reproduces the trained model's validation metric
     from sciops.datasets import open_dataset
 
@@ -109,7 +110,7 @@ def test_trains_through_the_trainer_and_round_trips(sw_file, tmp_path):
     surrogate.solve(inputs)["phi"].sum().backward()
     assert inputs["phi0"].grad is not None and torch.isfinite(inputs["phi0"].grad).all()
     loss = make_loss("norm-l2", geometry="sphere", grid="legendre-gauss", spatial_dims=2)
-    norm = surrogate.config["normalization"]
+    norm = surrogate.spec.normalization
     loss.set_statistics(norm["out_mean"], norm["out_std"])
     assert loss(pred, y).item() == pytest.approx(summary["best_val"]["norm-l2"], rel=1e-4)
     # the trained step beats persistence (the previous state) on held-out data, in standardised units

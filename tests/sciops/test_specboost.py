@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from small_settings import SMALL_TRAINING
 
 import sciops
-from sciops.training import TrainConfig, Trainer, train
-
-from small_settings import SMALL_FNO, SMALL_TRAINING
+from sciops.grid.trainer import Trainer
+from sciops.runs.spec import RunDirectories
+from sciops.training import TrainConfig
 
 
 def test_boost_lowers_error_and_loads_alone(tmp_path, darcy_file, trained_run):
@@ -22,7 +23,7 @@ def test_boost_lowers_error_and_loads_alone(tmp_path, darcy_file, trained_run):
     boosted_dir = tmp_path / "boost"
     trainer = Trainer("specboost", darcy_file, boosted_dir, hparams={"base": str(base_copy)},
                       config=TrainConfig(**{**SMALL_TRAINING, "epochs": 30}), progress=False)
-    summary = trainer.fit()
+    trainer.fit()
 
     base_val = min(h["val"]["l2"] for h in map(json.loads, (base_dir / "metrics.jsonl").read_text().splitlines()))
     boost_val = min(h["val"]["l2"] for h in map(json.loads, (boosted_dir / "metrics.jsonl").read_text().splitlines()))
@@ -45,10 +46,10 @@ def test_untrained_boost_is_the_base_model(tmp_path, darcy_file, trained_run):
     from sciops.operators import build
 
     hparams = Trainer("specboost", darcy_file, tmp_path / "b", hparams={"base": str(base_dir)},
-                      config=TrainConfig(**SMALL_TRAINING), progress=False).hparams
+                      config=TrainConfig(**SMALL_TRAINING), progress=False).spec.operator.hyperparameters
     model = build("specboost", in_channels=1, out_channels=1, ndim=2, geometry="bounded", **hparams)
     x, y = sciops.datasets.open_dataset(darcy_file).get_batch(list(range(8)))
-    model.initialize(x, y)
+    model.initialize(x, y, RunDirectories())
     base = sciops.load(base_dir)
     with torch.no_grad():
         torch.testing.assert_close(model(x), base.model(x))
@@ -63,9 +64,10 @@ def test_bad_base_runs(tmp_path, darcy_file):
 
 
 def test_boosting_on_data_of_another_operator_is_refused(tmp_path, trained_run):
+    from small_settings import RESOLUTION
+
     from sciops import problems
     from sciops.datasets import generate
-    from small_settings import RESOLUTION
 
     other = generate(problems.get("darcy", resolution=RESOLUTION, forcing=2.0), 4, tmp_path / "f2.h5", seed=1,
                      progress=False)

@@ -7,13 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from small_settings import RESOLUTION
 
 import sciops
-from sciops import checkpoint as ckpt
 from sciops import problems
-from sciops.surrogate import Surrogate
-
-from small_settings import RESOLUTION
+from sciops.grid.surrogate import Surrogate
+from sciops.runs import RunSpec
+from sciops.runs import storage as ckpt
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_other_resolution_without_retraining(surrogate):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (np.zeros((2, 3, 3, 3), np.float32), "does not fit"),
+    (np.zeros((2, 3, 3, 3), np.float32), "darcy.solve expects a of shape"),  # what the problem refuses
     (np.zeros((2, 3, 3), np.float32), "too small"),
     (np.full((1, 21, 21), np.nan, np.float32), "sample 0 contains NaN"),
     ({"b": np.ones((1, 21, 21))}, "input field 'a' missing"),
@@ -113,9 +113,9 @@ def test_missing_or_mismatched_checkpoints(trained_run, tmp_path):
 @pytest.mark.parametrize("in_channels", [1, 2])
 def test_an_output_field_with_channels_comes_back_channel_last(in_channels):
     model = torch.nn.Conv2d(in_channels, 2, kernel_size=1)  # channel c of the output: its own mix of inputs
-    config = {"fields": {"inputs": ["a"], "outputs": ["z"]},
-              "operator": {"ndim": 2, "in_channels": in_channels, "out_channels": 2}}
-    surrogate = Surrogate(model, config, torch.device("cpu"))
+    spec = RunSpec.from_dict({"fields": {"inputs": ["a"], "outputs": ["z"]}, "problem": {"name": "external"},
+                              "operator": {"name": "conv", "ndim": 2, "in_channels": in_channels, "out_channels": 2}})
+    surrogate = Surrogate(model, spec, torch.device("cpu"))
     a = np.random.default_rng(0).standard_normal((3, 8, 8) + (in_channels,) * (in_channels > 1)).astype(np.float32)
     z = surrogate.solve(a)
     x = torch.as_tensor(a).unsqueeze(1) if in_channels == 1 else torch.as_tensor(a).movedim(-1, 1)

@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
-
-from sciops import checkpoint as ckpt
-from sciops.training import TrainConfig, Trainer, load_toml, train
-from sciops.training.config import SCHEDULERS
-from sciops.training.trainer import Trainer as TrainerClass
-from sciops.training.trainer import _make_scheduler
-
 from small_settings import SMALL_FNO, SMALL_TRAINING
+
+from sciops.grid.trainer import Trainer, _make_scheduler, train
+from sciops.grid.trainer import Trainer as TrainerClass
+from sciops.runs import storage as ckpt
+from sciops.training import TrainConfig, load_toml
+from sciops.training.config import SCHEDULERS
 
 
 def test_short_training_beats_threshold(trained_run):
@@ -42,11 +41,11 @@ def _interrupt_after(monkeypatch, epochs_done: int):
     calls = {"n": 0}
     original = TrainerClass.validate
 
-    def crashing_validate(self, model):
+    def crashing_validate(self):
         calls["n"] += 1
         if calls["n"] > epochs_done:
             raise KeyboardInterrupt("simulated crash")
-        return original(self, model)
+        return original(self)
 
     monkeypatch.setattr(TrainerClass, "validate", crashing_validate)
 
@@ -115,7 +114,7 @@ def test_bad_operator_settings_write_nothing(tmp_path, darcy_file):
 def test_a_run_that_fails_before_its_first_epoch_leaves_nothing(tmp_path, darcy_file, monkeypatch):
     config = TrainConfig(**{**SMALL_TRAINING, "epochs": 1})
 
-    def fail(self, model):
+    def fail(self):
         raise FloatingPointError("simulated failure in the first epoch")
 
     with monkeypatch.context() as m:

@@ -13,8 +13,9 @@ import torch
 
 from sciops import problems
 from sciops.datasets import generate
-from sciops.evaluation import evaluate, markdown, output_layout, public, summary_line
-from sciops.plotting import plot_comparison
+from sciops.grid.evaluation import evaluate, markdown, output_layout, public, summary_line
+from sciops.grid.figures import plot_comparison
+from sciops.runs import RunSpec
 
 PARAMS = dict(resolution=16, solve_resolution=32, t_final=0.75, record_every=0.25)
 FACTORS = np.array([0.01, -0.03, 0.05])
@@ -26,9 +27,10 @@ class ScaledSolver:
     def __init__(self, problem, factors=FACTORS):
         self._problem, self.factors = problem, np.asarray(factors, np.float64)
         self.inputs, self.outputs, self.ndim, self.device = ["w0"], ["w"], 2, torch.device("cpu")
-        self.config = {"operator": {"name": "scaled-solver"},
-                       "problem": {"name": problem.name, "params": problem.params},
-                       "data": {"seed": 0, "n_samples": 8, "resolution": [16, 16]}}
+        self.spec = RunSpec.from_dict({"operator": {"name": "scaled-solver"},
+                                       "problem": {"name": problem.name, "params": problem.params},
+                                       "data": {"path": "", "seed": 0, "n_samples": 8, "n_train": 7, "n_val": 1,
+                                                "resolution": [16, 16]}})
 
     @property
     def problem(self):

@@ -15,11 +15,12 @@ import sys
 import pytest
 import torch
 
-from sciops import checkpoint as ckpt
 from sciops import problems
 from sciops.datasets import generate
 from sciops.datasets.resources import WriteError
-from sciops.training import TrainConfig, train
+from sciops.grid.trainer import train
+from sciops.runs import storage as ckpt
+from sciops.training import TrainConfig
 
 HPARAMS = {"modes": 4, "width": 8, "layers": 2, "projection": 16}
 SETTINGS = dict(epochs=4, batch_size=16, lr=1e-2, val_fraction=0.1, seed=3)
@@ -71,8 +72,9 @@ def _assert_same_run(run, straight) -> None:
 
 CHILD = """
 import os, signal, sys
-from sciops import checkpoint
-from sciops.training import TrainConfig, train
+from sciops import files
+from sciops.training import TrainConfig
+from sciops.grid.trainer import train
 kill_at, when = int(sys.argv[3]), sys.argv[4]
 calls = [0]
 real_replace = os.replace
@@ -83,7 +85,7 @@ def replace(src, dst):
     real_replace(src, dst)
     if calls[0] == kill_at and when == "after":
         os.kill(os.getpid(), signal.SIGKILL)
-checkpoint.os.replace = replace
+files.os.replace = replace
 train("fno", sys.argv[1], sys.argv[2], hparams={hparams}, config=TrainConfig(**{settings}), progress=False)
 """
 

@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from sciops.solvers import radar_recon as rr
-from sciops.solvers.radar import (BLOCK_TARGET, C0, MimoBorn, cross_array, frequencies, load_array, planar_array,
-                                  reference_grid, reference_operator)
+from sciops.solvers.radar import (
+    BLOCK_TARGET,
+    C0,
+    MimoBorn,
+    cross_array,
+    frequencies,
+    load_array,
+    planar_array,
+    reference_grid,
+    reference_operator,
+)
 
 
 def small_op(dtype=torch.complex128, shape=(5, 6, 7), n_freqs=4, geometry="cross", **kw):

@@ -12,8 +12,8 @@ The operator runs on the input's grid, so any resolution the operator supports i
 
 Trust: ``solve(inputs, return_estimate=True)`` adds a guaranteed bound on each answer's error and
 ``solve(inputs, tol=...)`` meets a tolerance by letting the reference solver finish (problems with
-a certified bound, darcy; see :mod:`sciops.certified`). Inputs outside the summary of the training
-inputs kept in the run (:mod:`sciops.input_summary`) are warned about; ``strict=True`` refuses them.
+a certified bound, darcy; see :mod:`sciops.grid.certified`). Inputs outside the summary of the training
+inputs kept in the run (:mod:`sciops.runs.input_summary`) are warned about; ``strict=True`` refuses them.
 """
 from __future__ import annotations
 
@@ -24,54 +24,50 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sciops import checkpoint as ckpt
-from sciops.input_summary import WARNING as OOD_WARNING
-from sciops.input_summary import outside
-from sciops.training.trainer import build_model, resolve_device
+from sciops.runs import storage
+from sciops.runs.input_summary import WARNING as OOD_WARNING
+from sciops.runs.input_summary import outside
+from sciops.runs.models import build_model, resolve_device
+from sciops.runs.spec import RunSpec
 
 MIN_POINTS = 4  # per dimension: fewer cannot carry a field plus its boundary
 
 
 class Surrogate:
-    def __init__(self, model: torch.nn.Module, config: dict, device: torch.device):
-        self.model, self.config, self.device = model.eval(), config, device
-        self.inputs = config["fields"]["inputs"]
-        self.outputs = config["fields"]["outputs"]
-        self.ndim = config["operator"]["ndim"]
-        # inputs that are a trajectory segment carry a time axis before the grid dims
-        self.input_steps = config["operator"].get("input_steps")
+    def __init__(self, model: torch.nn.Module, spec: RunSpec, device: torch.device):
+        self.model, self.spec, self.device = model.eval(), spec, device
+        self.inputs, self.outputs = spec.fields.inputs, spec.fields.outputs
+        op = spec.operator
+        self.ndim = op.ndim
+        self.input_steps = op.input_steps  # inputs that are a trajectory segment carry a time axis before the grid
         # one input field feeding several channels is a vector field stored channel-last (..., C)
-        channels = config["operator"]["in_channels"]
-        self.field_channels = channels if len(self.inputs) == 1 and channels > 1 else None
+        self.field_channels = op.in_channels if len(self.inputs) == 1 and op.in_channels > 1 else None
         # likewise one output field from several channels is returned channel-last
-        out_channels = config["operator"]["out_channels"]
-        self.output_channels = out_channels if len(self.outputs) == 1 and out_channels > 1 else None
+        self.output_channels = op.out_channels if len(self.outputs) == 1 and op.out_channels > 1 else None
         self._problem = None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None) -> "Surrogate":
-        path = ckpt.check_run_dir(path)
-        config = ckpt.load_json(path / ckpt.CONFIG)
-        missing = [k for k in ("operator", "problem", "fields", "normalization") if k not in config]
-        if missing:
-            raise ValueError(f"{path / ckpt.CONFIG} is incomplete: missing {missing[0]!r}")
+        path = storage.check_run_dir(path)
+        spec = RunSpec.load(path)
+        missing = [k for k in ("problem", "fields", "normalization") if getattr(spec, k) is None]
+        if missing or spec.operator.ndim is None:
+            raise ValueError(f"{path / storage.CONFIG} is incomplete: missing {(missing or ['operator.ndim'])[0]!r}")
         device = resolve_device("auto") if device is None else torch.device(device)
-        model = build_model(config)
-        state = ckpt.load_tensors(path / ckpt.WEIGHTS, map_location="cpu")
+        model = build_model(spec)
+        state = storage.load_tensors(path / storage.WEIGHTS, map_location="cpu")
         try:
             model.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as exc:
-            raise ValueError(f"{path / ckpt.WEIGHTS} does not match the operator in config.json "
-                             f"({ckpt.load_error(exc)})") from None
-        return cls(model.to(device), config, device)
+            raise ValueError(f"{path / storage.WEIGHTS} does not match the operator in config.json "
+                             f"({storage.load_error(exc)})") from None
+        return cls(model.to(device), spec, device)
 
     @property
     def problem(self):
-        """The Problem this operator was trained for, rebuilt from the checkpoint."""
+        """The Problem this operator was trained for, rebuilt from the run spec."""
         if self._problem is None:
-            from sciops import problems
-
-            self._problem = problems.get(self.config["problem"]["name"], **self.config["problem"]["params"])
+            self._problem = self.spec.problem.build()
         return self._problem
 
     def _to_tensor(self, inputs) -> tuple[torch.Tensor, bool, bool, torch.device | None]:
@@ -83,6 +79,7 @@ class Surrogate:
                 raise ValueError(f"input field {missing[0]!r} missing; expected fields {self.inputs}")
         elif len(self.inputs) != 1:
             raise ValueError(f"this operator takes several input fields {self.inputs}: pass a dict")
+        self.problem.check_input_shapes({k: tuple(np.shape(fields[k])) for k in self.inputs})  # what solve refuses
         arrays = [fields[k] for k in self.inputs]
         if self.field_channels == 2:  # a complex field (radar's adjoint image) may come as complex numbers
             arrays = [torch.view_as_real(a) if isinstance(a, torch.Tensor) and a.is_complex()
@@ -127,11 +124,11 @@ class Surrogate:
 
         ``return_estimate=True``: ``(outputs, bounds)``, a guaranteed bound on each answer's relative
         error; ``tol``: answers whose bound exceeds it are finished by the reference solver (see
-        :mod:`sciops.certified`; numpy in and out, problems with ``certified = True``). Inputs outside
+        :mod:`sciops.grid.certified`; numpy in and out, problems with ``certified = True``). Inputs outside
         the training inputs' summary are warned about; ``strict=True`` refuses them.
         """
         if return_estimate or tol is not None:
-            from sciops.certified import certify
+            from sciops.grid.certified import certify
 
             if isinstance(inputs, torch.Tensor):
                 raise ValueError("return_estimate and tol take numpy inputs (the bound is computed in float64 "
@@ -148,14 +145,14 @@ class Surrogate:
         return flagged[0] if single else flagged
 
     def _flags(self, x: torch.Tensor) -> np.ndarray:
-        summary = self.config.get("input_summary")
+        summary = self.spec.input_summary
         return outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
 
     def _predict(self, inputs, batch_size: int, strict: bool = False):
         x, single, is_torch, source_device = self._to_tensor(inputs)
         flagged = self._flags(x)
         if flagged.any():
-            message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.input_summary); the operator's "
+            message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.runs.input_summary); the operator's "
                        f"answers there are extrapolation")
             if strict:
                 raise ValueError(message + "; strict=True refuses them")
@@ -176,15 +173,15 @@ class Surrogate:
         return out if len(out) > 1 else out[self.outputs[0]]
 
     def certify(self, inputs, tol: float | None = None, batch_size: int = 64):
-        """The whole certified answer (:class:`sciops.certified.Certified`): outputs, bounds, solver
+        """The whole certified answer (:class:`sciops.grid.certified.Certified`): outputs, bounds, solver
         iterations, refined samples, out-of-distribution flags and seconds."""
-        from sciops.certified import certify
+        from sciops.grid.certified import certify
 
         return certify(self, inputs, tol, batch_size)
 
     __call__ = solve
 
     def __repr__(self) -> str:
-        op = self.config["operator"]
-        return (f"Surrogate({op['name']} for {self.config['problem']['name']}, "
-                f"{op.get('parameters', '?')} parameters, device={self.device})")
+        op = self.spec.operator
+        return (f"Surrogate({op.name} for {self.spec.problem.name}, "
+                f"{op.parameters if op.parameters is not None else '?'} parameters, device={self.device})")

@@ -6,7 +6,7 @@ asks the surrogate's problem (``problem.certify``, for problems with ``certified
 for bounds on the surrogate's outputs and, where a bound exceeds ``tol``, for the reference
 solver to finish the solve from them. :class:`Certified` is the whole answer: outputs, bounds,
 solver iterations, which samples the solver refined, which inputs lie outside the training
-inputs (``sciops.input_summary``; the bound does not depend on it) and the seconds spent.
+inputs (``sciops.runs.input_summary``; the bound does not depend on it) and the seconds spent.
 
 For Darcy the bound is on the relative energy-norm error against the solution of the reference
 5-point system on the input's own grid (:mod:`sciops.solvers.darcy_bounds`); the gap between that

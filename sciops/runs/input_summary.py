@@ -9,7 +9,7 @@ it is compared only on the training grid; the other four are compared at any res
 constant coefficient, another phase contrast, a scaled or a lognormal coefficient all leave the
 range of thresholded-GRF training data; a fresh draw from the training distribution rarely does
 (``sciops evaluate`` reports the share flagged). It is a warning, not a guarantee: certified
-bounds (``sciops.certified``) hold for any input.
+bounds (``sciops.grid.certified``) hold for any input.
 """
 from __future__ import annotations
 

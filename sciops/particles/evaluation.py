@@ -1,7 +1,7 @@
 """Check a trained particle operator (GIOROM) against the MLS-MPM simulator: rollout error and speedup.
 
 ``evaluate(surrogate, fresh=N)`` draws N new trajectories of the run's ``particles`` problem with a
-base seed whose sample seeds are disjoint from the training file's (``sciops.evaluation.fresh_seed``,
+base seed whose sample seeds are disjoint from the training file's (``RunSpec.fresh_seed``,
 as for grid operators) and simulates them; ``evaluate(surrogate, data=FILE)`` takes the
 trajectories of a stored ``particles`` dataset instead, with the solver time the file recorded.
 The surrogate starts from each trajectory's first H + 1 frames (H = the stepper's history) and
@@ -35,14 +35,14 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.progress import Progress
-from sciops.evaluation import fresh_seed, speed_text, summary_stats
+from sciops.reporting import speed_text, summary_stats
 
 MAX_TABLE_ROWS = 20  # rows of the per-step table in the markdown report
 
 
 def _fresh_trajectories(surrogate, n: int, progress_enabled: bool | None):
     problem = surrogate.problem
-    seed = fresh_seed(surrogate.config, n)
+    seed = surrogate.spec.fresh_seed(n)
     positions, types, seconds = [], [], 0.0
     bar = Progress(n, desc="reference simulations", unit="simulation", mode=progress_enabled)
     for i in range(n):
@@ -59,8 +59,7 @@ def _stored_trajectories(surrogate, data):
     from sciops.datasets.particles import read_trajectories
 
     positions, types, attrs = read_trajectories(data)
-    mine = surrogate.config["problem"]
-    surrogate.problem.check_same_operator(attrs["problem_params"], mine["params"], data)
+    surrogate.problem.check_same_operator(attrs["problem_params"], surrogate.spec.problem.params, data)
     source = {"data": str(data), "seed": int(attrs["seed"])}
     return positions, types, float(attrs.get("solve_seconds", float("nan"))), source
 
@@ -72,7 +71,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     if fresh is not None and fresh < 1:
         raise ValueError(f"fresh must be >= 1, got {fresh}")
-    config = surrogate.config
+    spec = surrogate.spec
     positions, types, solve_seconds, source = (_fresh_trajectories(surrogate, fresh, progress_enabled)
                                                if fresh is not None else _stored_trajectories(surrogate, data))
     N, T, P, _ = positions.shape
@@ -84,11 +83,11 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     def start(n):
         return {"positions": positions[n, :H + 1], "particle_type": types[n]}
 
-    surrogate.solve(start(0), 1)  # warm-up
+    surrogate.rollout(start(0), 1)  # warm-up
     preds, seconds = [], 0.0
     for n in range(N):
         t0 = time.perf_counter()
-        preds.append(surrogate.solve(start(n), steps))
+        preds.append(surrogate.rollout(start(n), steps))
         seconds += time.perf_counter() - t0
     pred, truth = np.stack(preds).astype(np.float64), positions[:, H + 1:].astype(np.float64)
     err = ((pred - truth) ** 2).mean((2, 3))                                        # (N, S)
@@ -102,8 +101,8 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     surrogate_seconds = seconds / N
     frame_dt = float(surrogate.problem.grid["t"][1])  # the trajectories have T >= H + 2 frames
     report = {
-        "operator": config["operator"]["name"],
-        "problem": config["problem"],
+        "operator": spec.operator.name,
+        "problem": {"name": spec.problem.name, "params": spec.problem.params},
         "samples": N,
         "source": source,
         "particles": P,

@@ -13,7 +13,7 @@ widened by the surrogate's own error: with ``model_error`` = e, the relative L2 
 decoder's u (e.g. its validation error), sigma^2 + e^2 mean(y^2), the usual Gaussian treatment of
 a surrogate's approximation error (Kaipio & Somersalo). Without it the Laplace posterior below only
 knows the observation noise and is too narrow whenever the model error dominates;
-and r_j the weak-form residuals of ``sciops.training.weak_form`` (divided by f and s_ref, see
+and r_j the weak-form residuals of ``sciops.physics.weak_form`` (divided by f and s_ref, see
 ``sciops.operators.dgno``) at a fixed set of Wendland test functions, evaluated with the
 coefficient of the a decoder, so that beta stays where the decoded u and the decoded a satisfy
 Darcy's law together. sigma_r is ``residual_std``: 0 (the default) leaves the
@@ -59,16 +59,14 @@ Reference: Y. Zang, P.-S. Koutsourelakis, arXiv:2502.06250 (2025), section on in
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from sciops.training.weak_form import sample_wendland_set
+from sciops.physics.weak_form import sample_wendland_set
 
 MIN_OBSERVATIONS = 10
 
@@ -89,32 +87,6 @@ class InversionResult:
     noise_std: float
     seconds: float
     settings: dict = field(default_factory=dict)
-
-    def save(self, path: str | Path, a_true: np.ndarray | None = None) -> Path:
-        """Write an HDF5 file: datasets a_mean, a_std, a_map, u_mean, u_std, grid/x, grid/y, beta_map,
-        chain_energies (and a_true if given); attributes noise_std, seconds and the settings (JSON)."""
-        import io
-        import json
-
-        import h5py
-
-        from sciops.checkpoint import atomic_write
-
-        path = Path(path)
-        buffer = io.BytesIO()  # built in memory: a full disk then fails a plain write, not HDF5's close
-        with h5py.File(buffer, "w") as h5:
-            for name in ("a_mean", "a_std", "a_map", "u_mean", "u_std", "beta_map", "chain_energies"):
-                h5.create_dataset(name, data=getattr(self, name))
-            h5.create_dataset("grid/x", data=self.grid)
-            h5.create_dataset("grid/y", data=self.grid)
-            if a_true is not None:
-                h5.create_dataset("a_true", data=np.asarray(a_true, dtype=np.float32))
-            h5.attrs["noise_std"] = self.noise_std
-            h5.attrs["seconds"] = self.seconds
-            h5.attrs["settings"] = json.dumps(self.settings)
-            h5.attrs["dims"] = json.dumps(["y", "x"])
-        atomic_write(path, lambda f: f.write(buffer.getbuffer()))
-        return path
 
 
 def _dgno(model):
@@ -226,9 +198,9 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
             raise ValueError("initial latent beta0 contains NaN or Inf")
     if prior not in ("aggregate", "standard"):
         raise ValueError(f"prior must be 'aggregate' or 'standard', got {prior!r}")
-    config = getattr(model, "config", None)
+    spec = getattr(model, "spec", None)
     if resolution is None:
-        resolution = int(config["data"]["resolution"][-1]) if config and "data" in config else 29
+        resolution = int(spec.data.resolution[-1]) if spec is not None and spec.data is not None else 29
     from sciops import problems
 
     top = next(q.max for q in problems.get("darcy").PARAMS if q.name == "resolution")  # the darcy problem's range
@@ -353,81 +325,3 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         a_map=as_grid(at_map["a"][0]), u_mean=as_grid(u_draws.mean(0)), u_std=as_grid(u_draws.std(0)),
         beta_map=beta_map[0].cpu().numpy(), chain_energies=energies.cpu().numpy(), noise_std=sigma,
         seconds=time.perf_counter() - t0, settings=settings)
-
-
-# --- observation files and figures -------------------------------------------------------------
-def read_observations(path: str | Path) -> dict:
-    """Observations from a CSV file (header with columns x, y, value) or an HDF5 file (datasets
-    ``points`` (M, 2) and ``values`` (M,), optional ``a_true`` (n, n) and ``beta0`` (m,)).
-    Returns a dict with points, values and, when present, a_true and beta0."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"observation file {path} not found")
-    from sciops.datasets.h5io import is_hdf5
-
-    if is_hdf5(path):
-        import h5py
-
-        with h5py.File(path, "r") as h5:
-            missing = [k for k in ("points", "values") if k not in h5]
-            if missing:
-                raise ValueError(f"{path}: HDF5 observation file needs datasets 'points' (M, 2) and 'values' (M,); "
-                                 f"{missing[0]!r} is missing")
-            out = {}
-            for k in ("points", "values", "a_true", "beta0"):
-                if k in h5:
-                    try:
-                        out[k] = np.asarray(h5[k][()], dtype=np.float64)
-                    except (TypeError, ValueError):
-                        raise ValueError(f"{path}: dataset {k!r} is not numeric") from None
-        return out
-    import csv
-
-    # utf-8-sig: a spreadsheet's CSV export may start with a byte-order mark; anything else is not a CSV
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is neither an HDF5 file nor a text CSV with columns x, y, value") from None
-    with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if not {"x", "y", "value"} <= set(columns):
-            raise ValueError(f"{path}: CSV observation file needs a header with columns x, y, value; got {columns}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip(): v for k, v in row.items() if k is not None}
-            try:
-                rows.append([float(row["x"]), float(row["y"]), float(row["value"])])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}: line {line} has a non-numeric x, y or value: {row}") from None
-    data = np.array(rows, dtype=np.float64).reshape(-1, 3)
-    return {"points": data[:, :2], "values": data[:, 2]}
-
-
-def plot_inversion(result: InversionResult, path: str | Path, *, a_true: np.ndarray | None = None,
-                   points: np.ndarray | None = None) -> Path:
-    """PNG with the true coefficient (if given), the posterior mean and the posterior std of a."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sciops.plotting import save_figure
-
-    panels = ([("true a", a_true, "viridis")] if a_true is not None else []) + [
-        ("posterior mean of a", result.a_mean, "viridis"), ("posterior std of a", result.a_std, "magma"),
-        ("posterior mean of u", result.u_mean, "viridis")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
-    for ax, (title, field, cmap) in zip(axes, panels):
-        im = ax.imshow(field, origin="lower", extent=(0, 1, 0, 1), cmap=cmap)
-        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        if points is not None and title.endswith("of u"):
-            ax.plot(points[:, 0], points[:, 1], "k.", markersize=2)
-        ax.set_title(title, fontsize=10)
-    note = ""
-    if a_true is not None and np.shape(a_true) == result.a_mean.shape:
-        err = np.linalg.norm(result.a_mean - a_true) / np.linalg.norm(a_true)
-        note = f", rel. L2 error of a {err:.3g}"
-    fig.suptitle(f"DGNO inversion: {result.settings.get('n_observations')} observations, "
-                 f"noise std {result.noise_std:.3g}, {result.seconds:.1f} s{note}")
-    return save_figure(fig, path)

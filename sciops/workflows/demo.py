@@ -8,7 +8,7 @@
 3. Evaluate it against the solver on freshly sampled coefficients, at the training resolution
    and at 65 x 65 (zero-shot, the same weights, against the same 129 x 129 solves), and write
    ``report.md``, ``report.json`` and ``figure.png`` into the output folder. The evaluation also
-   certifies the answers to a relative energy-norm error of 1e-3 (``sciops.certified``): the
+   certifies the answers to a relative energy-norm error of 1e-3 (``sciops.grid.certified``): the
    bound's coverage and effectivity, the share the solver finishes, and the certified time.
 
 Rerunning the demo in the same folder resumes: a complete dataset is reused, an interrupted
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sciops import problems
-from sciops.checkpoint import atomic_write
+from sciops.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,11 @@ QUICK = DemoSettings(resolution=17, subsample=2, n_train=48, n_val=8, epochs=2, 
 def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) -> dict:
     from sciops.datasets import generate
     from sciops.datasets.schema import DatasetExistsError
-    from sciops.evaluation import evaluate, markdown, public, summary_line
-    from sciops.plotting import plot_comparison
-    from sciops.surrogate import Surrogate
-    from sciops.training import TrainConfig, train
+    from sciops.grid.evaluation import evaluate, markdown, public, summary_line
+    from sciops.grid.figures import plot_comparison
+    from sciops.grid.surrogate import Surrogate
+    from sciops.grid.trainer import train
+    from sciops.training import TrainConfig
 
     s = QUICK if quick else DemoSettings()
     out = Path(out)
@@ -88,8 +89,8 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) ->
     a_fine, u_fine, _ = fine.generate(min(s.fresh, 20), seed=report["source"]["seed"])
     import torch
 
-    from sciops.evaluation import error_metrics
-    from sciops.input_summary import counted_not_warned
+    from sciops.grid.evaluation import error_metrics
+    from sciops.runs.input_summary import counted_not_warned
 
     with counted_not_warned():  # zero-shot on another grid: the report is about accuracy there
         fine_l2 = float(error_metrics(torch.as_tensor(surrogate.solve(a_fine))[:, None],

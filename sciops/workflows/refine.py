@@ -58,9 +58,9 @@ from pathlib import Path
 
 import torch
 
-from sciops import checkpoint as ckpt
 from sciops.datasets.progress import Progress
 from sciops.layers.spectral_conv import SpectralConv
+from sciops.runs import RunSpec, storage
 from sciops.solvers import spectral
 from sciops.solvers.navier_stokes import NavierStokes2D
 
@@ -108,11 +108,11 @@ def navier_stokes_equation(problem, n: int, device) -> NavierStokes2D:
                           drag=p.get("drag"), dtype=torch.float64, device=device)
 
 
-def extend_last_layer(model: torch.nn.Module, config: dict,
-                      grid: tuple[int, int, int]) -> tuple[torch.nn.Module, dict, torch.Tensor]:
+def extend_last_layer(model: torch.nn.Module, spec: RunSpec,
+                      grid: tuple[int, int, int]) -> tuple[torch.nn.Module, RunSpec, torch.Tensor]:
     """A copy of ``model`` (a NormalizedOperator around fno3d) whose last spectral layer keeps every
     mode of the padded space-time ``grid`` (t, y, x), initialised with the trained weights; its
-    config; and a 0/1 mask of the new layer's weight, 1 on the added modes."""
+    run spec; and a 0/1 mask of the new layer's weight, 1 on the added modes."""
     old = model.operator.fno.spectral[-1]
     full = (grid[0] // 2, grid[1] // 2, grid[2] // 2 + 1)
     new = SpectralConv(old.in_channels, old.out_channels, full)
@@ -138,19 +138,19 @@ def extend_last_layer(model: torch.nn.Module, config: dict,
         added.view_as(w_new)[trained] = 0.0
     refined = copy.deepcopy(model)
     refined.operator.fno.spectral[-1] = new.to(next(model.parameters()).device)
-    config = copy.deepcopy(config)
-    config["operator"]["hyperparameters"]["last_modes"] = list(full)
-    return refined, config, added.to(new.weight.device)
+    spec = spec.copy()
+    spec.operator.hyperparameters["last_modes"] = list(full)
+    return refined, spec, added.to(new.weight.device)
 
 
-def check_refinable(config: dict, run_dir) -> None:
-    """ValueError unless the run's config is a space-time FNO trained on Navier-Stokes."""
-    name = config["operator"]["name"]
+def check_refinable(spec: RunSpec, run_dir) -> None:
+    """ValueError unless the run is a space-time FNO trained on Navier-Stokes."""
+    name = spec.operator.name
     if name not in REFINABLE:
         raise ValueError(f"Spectral-Refiner fine-tunes a space-time FNO ({', '.join(REFINABLE)}); {run_dir} holds {name}")
-    if config["problem"]["name"] != "navier-stokes":
+    if spec.problem.name != "navier-stokes":
         raise ValueError(f"Spectral-Refiner needs the Navier-Stokes residual; {run_dir} was trained on "
-                         f"{config['problem']['name']}")
+                         f"{spec.problem.name}")
 
 
 def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, reference: tuple | None = None,
@@ -161,7 +161,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     trajectory) of reference records from the training data, for the time-resolution check.
     ``iterations`` L-BFGS iterations, each one or more passes over all inputs in batches of
     ``batch_size``. Returns a summary with the relative residuals before and after."""
-    from sciops.surrogate import Surrogate
+    from sciops.grid.surrogate import Surrogate
 
     for name, value in (("iterations", iterations), ("batch_size", batch_size), ("inputs", len(inputs))):
         if value < 1:
@@ -170,9 +170,9 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     if output.exists() and any(output.iterdir()):
         raise ValueError(f"output directory {output} is not empty; choose another")
     surrogate = Surrogate.load(run_dir, device=device)
-    check_refinable(surrogate.config, run_dir)
+    check_refinable(surrogate.spec, run_dir)
     problem = surrogate.problem
-    segment = surrogate.config["operator"].get("input_steps")
+    segment = surrogate.spec.operator.input_steps
     expected = 3 if segment is None else 4
     if inputs.dim() != expected or inputs.shape[-1] != inputs.shape[-2]:
         shape = "(n, y, x)" if segment is None else f"(n, {segment}, y, x)"
@@ -185,7 +185,7 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     op = model.operator
     steps = op.time_steps
     grid = (steps + round(op.time_padding * steps), n, n)
-    refined, config, added = extend_last_layer(model, surrogate.config, grid)
+    refined, spec, added = extend_last_layer(model, surrogate.spec, grid)
     if not added.any():
         raise ValueError(f"the last spectral layer of {run_dir} already keeps every mode of the {grid} grid: "
                          "nothing to refine")
@@ -252,14 +252,14 @@ def refine(run_dir: str | Path, output: str | Path, *, inputs: torch.Tensor, ref
     summary = {"from": str(Path(run_dir).resolve()), "iterations": iterations, "optimizer": "lbfgs", "alpha": alpha,
                "samples": samples, "resolution": n, "relative_residual_before": before,
                "relative_residual_after": after, "seconds": seconds}
-    config["refined"] = summary
-    config["operator"]["parameters"] = sum(p.numel() for p in refined.parameters())
+    spec.refined = summary
+    spec.operator.parameters = sum(p.numel() for p in refined.parameters())
     # Written beside the output and renamed when complete, so an interruption leaves no half run.
     partial = output.with_name(output.name + ".partial")
     try:
         partial.mkdir(parents=True, exist_ok=True)
-        ckpt.save_tensors(partial / ckpt.WEIGHTS, refined.state_dict())
-        ckpt.save_json(partial / ckpt.CONFIG, config)
+        storage.save_tensors(partial / storage.WEIGHTS, refined.state_dict())
+        spec.save(partial)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

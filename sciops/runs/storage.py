@@ -19,51 +19,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sciops.datasets.resources import WriteError, is_write_failure
+from sciops.files import atomic_write
 
 CONFIG, WEIGHTS, STATE, METRICS = "config.json", "weights.pt", "state.pt", "metrics.jsonl"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file, then move it to ``path``. A write the machine
-    refuses (full disk, read-only, permissions) is a ``WriteError`` that says the old file is kept."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp's 0600 would hide runs from the group
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, WriteError) or not is_write_failure(exc):
-            raise
-        kept = f"the previous {path.name} is kept" if path.exists() else f"{path.name} was not written"
-        raise WriteError(path, exc, kept) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_json(path: Path, data: Any) -> None:

@@ -30,29 +30,16 @@ measurements). Stored datasets hold no measurements in their outputs, so ``data=
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sciops.input_summary import counted_not_warned
-from sciops.losses import LpLoss, SobolevLoss, loss_options
-from sciops.problems import sample_seed
 from sciops.datasets.progress import Progress
-
-FRESH_SEED_OFFSET = 7_919  # base seed of fresh samples = training seed + offset (+1 until disjoint)
-
-
-def fresh_seed(config: dict, n: int) -> int:
-    """A base seed whose first n sample seeds share nothing with the training file's seeds."""
-    data = config["data"]
-    used = {sample_seed(data["seed"], i) for i in range(data["n_samples"])}
-    seed = data["seed"] + FRESH_SEED_OFFSET
-    while any(sample_seed(seed, i) in used for i in range(n)):
-        seed += 1
-    return seed
+from sciops.losses import LpLoss, SobolevLoss, loss_options
+from sciops.reporting import public, speed_text, summary_stats  # noqa: F401  (public: part of the report API)
+from sciops.runs.input_summary import counted_not_warned
 
 
 def _as_channels(fields, names: list[str], problem) -> torch.Tensor:
@@ -92,15 +79,6 @@ def per_time_errors(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *,
     """Relative L2 error of each record: (batch, T) for trajectories (batch, C, T, *space)."""
     loss = LpLoss(2, geometry=geometry, reduction="none", extent=extent, grid=grid)
     return torch.stack([loss(pred[:, :, t], ref[:, :, t]) for t in range(pred.shape[2])], dim=1).numpy()
-
-
-def summary_stats(v: np.ndarray, axis=None) -> dict:
-    """Mean, median and max of ``v`` (over ``axis``; all entries by default), as JSON values."""
-
-    def out(x):
-        return x.tolist() if isinstance(x, np.ndarray) else float(x)
-
-    return {"mean": out(v.mean(axis)), "median": out(np.median(v, axis)), "max": out(v.max(axis))}
 
 
 def _time_surrogate(surrogate, inputs, repeats: int = 3) -> float:
@@ -155,7 +133,7 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
              progress_enabled: bool | None = None, tol: float | None = None) -> dict:
     """Errors and speedup of ``surrogate`` against its reference solver (see module docstring);
     with ``tol``, also its certified answers (``report["certified"]``, see
-    :func:`sciops.certified.certified_report`). The share of inputs outside the training inputs'
+    :func:`sciops.grid.certified.certified_report`). The share of inputs outside the training inputs'
     summary is reported (``out_of_distribution_share``) instead of warned about on every call."""
     with counted_not_warned():
         return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol)
@@ -166,17 +144,17 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
     if tol is not None:
-        from sciops.certified import certified_problems, check_tol
+        from sciops.grid.certified import certified_problems, check_tol
 
         if not problem.certified:
             raise ValueError(f"--tol: problem {problem.name} has no certified error bound; problems with one: "
                              f"{', '.join(certified_problems())}")
         check_tol(tol, "--tol")
-    config = surrogate.config
+    spec = surrogate.spec
     if fresh is not None:
         if fresh < 1:
             raise ValueError(f"fresh must be >= 1, got {fresh}")
-        seed = fresh_seed(config, fresh)
+        seed = spec.fresh_seed(fresh)
         ins, outs, solve_seconds = [], [], 0.0
         bar = Progress(fresh, desc="reference solves", mode=progress_enabled)
         for start in range(0, fresh, batch):
@@ -221,12 +199,12 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
             images = image_comparison(problem, outputs, pred, surrogate_per_sample, surrogate.outputs[0])
             solver_per_sample = images["reference"]["seconds_per_sample"]
     report = {
-        "operator": config["operator"]["name"],
-        "problem": config["problem"],
+        "operator": spec.operator.name,
+        "problem": {"name": spec.problem.name, "params": spec.problem.params},
         "samples": n,
         "source": source,
         "resolution": list(next(iter(outputs.values())).shape[1:][-ndim:]),
-        "trained_resolution": config["data"].get("resolution"),
+        "trained_resolution": spec.data.resolution,
         "metrics": {name: summary_stats(v) for name, v in errors.items()},
         "solver_seconds_per_sample": solver_per_sample,
         "surrogate_seconds_per_sample": surrogate_per_sample,
@@ -235,10 +213,10 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
     }
     if images is not None:
         report["images"] = images
-    if surrogate.config.get("input_summary") and len(surrogate.inputs) == 1:
+    if spec.input_summary and len(surrogate.inputs) == 1:
         report["out_of_distribution_share"] = float(np.mean(surrogate.out_of_distribution(model_inputs)))
     if tol is not None:
-        from sciops.certified import certified_report
+        from sciops.grid.certified import certified_report
 
         report["certified"] = certified_report(surrogate, model_inputs, outputs[surrogate.outputs[0]], tol)
     order = np.argsort(errors["rel_l2"])
@@ -270,11 +248,6 @@ def diagnostic_ratios(problem, pred: dict, reference: dict) -> dict:
     ours, theirs = problem.diagnostics(pred), problem.diagnostics(reference)
     return {name: {"ratio": (ours[name] / theirs[name]).mean(0).tolist(), "reference": theirs[name].mean(0).tolist()}
             for name in theirs}
-
-
-def public(report: dict) -> dict:
-    """The report without its arrays, ready for JSON."""
-    return {k: v for k, v in report.items() if not k.startswith("_")}
 
 
 def markdown(report: dict, title: str = "Evaluation") -> str:
@@ -312,19 +285,10 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
     if "out_of_distribution_share" in report:
         text += f"\nInputs outside the training inputs' range: {report['out_of_distribution_share']:.1%}.\n"
     if "certified" in report:
-        from sciops.certified import certified_text
+        from sciops.grid.certified import certified_text
 
         text += f"\nCertified answers: {certified_text(report['certified'])}.\n"
     return text
-
-
-def speed_text(solver_seconds: float, surrogate_seconds: float, unit: str) -> str:
-    """"solver .. ms/unit, surrogate .. ms/unit, speedup ..x"; a NaN solver time (not recorded, or
-    not comparable) is said to be unknown."""
-    surrogate = f"surrogate {surrogate_seconds * 1e3:.3g} ms/{unit}"
-    if math.isnan(solver_seconds):
-        return f"{surrogate}, speedup unknown (the data record no solver time comparable to it; evaluate with --fresh N)"
-    return f"solver {solver_seconds * 1e3:.3g} ms/{unit}, {surrogate}, speedup {solver_seconds / surrogate_seconds:.3g}x"
 
 
 def summary_line(report: dict) -> str:
@@ -340,7 +304,7 @@ def summary_line(report: dict) -> str:
         text += f"relative L2 at t = {report['times'][0]:.3g} / {report['times'][-1]:.3g}: {per[0]:.4f} / {per[-1]:.4f}; "
     text += speed_text(report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"], unit)
     if "certified" in report:
-        from sciops.certified import certified_text
+        from sciops.grid.certified import certified_text
 
         text += "\n" + certified_text(report["certified"])
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth

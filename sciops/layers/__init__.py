@@ -1,0 +1,1 @@
+"""Building blocks of the operators: spectral convolutions, grids, multigrid, graphs, U-Net blocks."""

@@ -1,0 +1,2 @@
+"""The version of sciops (kept apart so that any layer can read it without importing the package root)."""
+__version__ = "0.1.0"
