@@ -27,7 +27,7 @@ Venkatakrishnan, Bouman & Wohlberg, Plug-and-play priors, GlobalSIP 2013; Paige 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

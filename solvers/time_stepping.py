@@ -47,8 +47,9 @@ References
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
