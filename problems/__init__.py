@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from sciops.problems.base import Field, Param, Problem, sample_seed
+from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
 
 REGISTRY: dict[str, str] = {
     "darcy": "sciops.problems.darcy:Darcy",
@@ -37,4 +37,4 @@ def names() -> list[str]:
     return sorted(REGISTRY)
 
 
-__all__ = ["Field", "Param", "Problem", "REGISTRY", "get", "names", "problem_class", "sample_seed"]
+__all__ = ["Field", "Param", "Problem", "REGISTRY", "Rung", "get", "names", "problem_class", "sample_seed"]

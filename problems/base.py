@@ -20,6 +20,7 @@ against the problem's ``PARAMS`` specification. Conventions every problem follow
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -86,6 +87,21 @@ class Param:
             raise ValueError(f"{problem}: parameter {self.name}={text!r} is not valid; expected {self.allowed()}") from None
 
 
+@dataclass(frozen=True)
+class Rung:
+    """A cheaper configuration of a problem's own reference solver that a user could run instead
+    (a coarser grid, a larger time step, fewer iterations): one step of the problem's ``ladder()``.
+
+    ``solve`` takes and returns what ``Problem.solve`` takes and returns (the same grids: a coarse
+    solve transfers its inputs and outputs), so evaluation scores it against the reference in the same
+    metric and times it exactly as the surrogate. A rung the problem cannot run (its resolution check
+    refuses it, say) has ``solve=None`` and ``note`` saying why; evaluation reports it as such."""
+
+    label: str
+    solve: Callable[[Any], Any] | None
+    note: str = ""
+
+
 def sample_seed(seed: int, index: int) -> int:
     """The 64-bit seed of sample ``index`` of a dataset drawn with base ``seed``."""
     state = np.random.SeedSequence(int(seed), spawn_key=(int(index),)).generate_state(1, np.uint64)
@@ -128,6 +144,12 @@ class Problem:
         """The true error (batch,) in the norm ``certify`` bounds, against an exact solve: what
         evaluation checks the bounds with. Only problems with ``certified = True``."""
         raise NotImplementedError(f"{self.name} has no certified error bound")
+
+    def ladder(self) -> list[Rung]:
+        """Cheaper configurations of this problem's reference solver, cheapest first (see :class:`Rung`).
+        Evaluation never reports a surrogate's speed without the one against the cheapest rung at
+        least as accurate. The default is no ladder (evaluation then says so)."""
+        return []
 
     def check_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         """ValueError when inputs of these shapes (input field -> array shape, a batch or one sample)
