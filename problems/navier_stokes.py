@@ -78,6 +78,24 @@ Scales, resolution check and time step
       finiteness; a violation raises ``BlowUpError`` naming the sample (its index in the dataset
       when called from ``generate``) and the time since the input state.
 
+Solver ladder (``ladder()``: cheaper configurations of the reference solver, by estimated cost)
+    Each rung is ``solve_with`` (the reference code path with another grid, time step or stepper);
+    it takes and returns what ``solve`` does, input segments included (it integrates from the
+    segment's last state).
+    * ``"solve n^2"`` for n = solve_resolution / 2, / 4, ... >= 8: the start state truncated
+      spectrally to n x n (``solvers.spectral.fourier_resample``), integrated there with that
+      grid's default time step (or the given ``dt``), each record zero-padded spectrally back to the
+      input's grid. A grid the resolution check refuses is a rung without ``solve`` whose note is
+      the check's message (``resolution_check="off"``: none refused).
+    * ``"dt xk"``: the solve grid with k times fewer steps per record (k = 2, 4, ... while the
+      estimated CFL number stays <= MAX_COURANT), and ``"(stability limit)"`` the fewest steps per
+      record at that CFL limit. The estimate is pessimistic; a flow that still exceeds the CFL limit
+      raises ``BlowUpError`` at solve time, which evaluation reports as the rung's failure.
+    * ``"rk2cn"``: RK2-CN (2 explicit stages per step against RK4-CN's 5) at the reference's grid
+      and dt (absent when the reference already is RK2-CN).
+    The cost estimate is explicit stages x steps x n^2 log n; small grids cost more than it says
+    (per-step overhead), so measured times can reorder neighbouring rungs.
+
 Defaults (nu = 1e-3, stored and solved at 64^2, 10 time units recorded every unit, RK4-CN in
 float64): solving at 128^2 and truncating to 64^2 changes the records by at most relative 3e-7
 on FNO data at 5.6x the cost (scripts/bench_ns_generation.py), so the default solves at the
@@ -93,15 +111,18 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
-from sciops.problems.base import Field, Param, Problem, sample_seed
+from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
 from sciops.solvers.navier_stokes import FORCINGS, BlowUpError, forcing_field, simulate
+from sciops.solvers.spectral import fourier_resample  # also imported from here by scripts and tests
 
 INITIAL_CONDITIONS = ("fno", "mcwilliams")
 STEPPERS = {"rk4cn": "crank_nicolson_rk4", "rk2cn": "crank_nicolson_rk2"}
+STAGES = {"rk4cn": 5, "rk2cn": 2}   # explicit evaluations per step (the ladder's cost estimate)
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 MAX_COURANT = 1.0      # refuse larger (estimated) CFL numbers; the solver stops above it too
 TARGET_COURANT = 0.5   # the default time step's CFL number on the estimated velocity
@@ -115,26 +136,6 @@ SINGLE_THREAD_MAX_N = 128
 
 
 # ----------------------------------------------------------------------------------- spectral tools
-def fourier_resample(w, n: int):
-    """Trigonometric interpolation of periodic fields (..., m, m) onto n x n (zero padding when
-    n > m, truncation when n < m). Keeps the integer modes |k_i| < min(m, n) / 2 (the even grids'
-    Nyquist modes are dropped), so resampling to a finer grid and back is the identity on fields
-    without Nyquist content. numpy in gives numpy out (dtype kept), torch in gives torch out."""
-    is_numpy = not isinstance(w, torch.Tensor)
-    t = torch.as_tensor(np.asarray(w)) if is_numpy else w
-    m = t.shape[-1]
-    if m == n:
-        return w
-    keep = (min(m, n) + 1) // 2  # modes 0 .. keep-1 and -(keep-1) .. -1 per direction
-    c = torch.fft.rfft2(t, norm="forward")
-    out = torch.zeros(t.shape[:-2] + (n, n // 2 + 1), dtype=c.dtype, device=c.device)
-    out[..., :keep, :keep] = c[..., :keep, :keep]
-    if keep > 1:
-        out[..., n - keep + 1:, :keep] = c[..., m - keep + 1:, :keep]
-    r = torch.fft.irfft2(out, s=(n, n), norm="forward")
-    return r.numpy() if is_numpy else r
-
-
 def _integer_modes(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer wavenumbers (my, mx) on the full n x n DFT grid and the mask without Nyquist."""
     m = np.fft.fftfreq(n, 1.0 / n).round()
@@ -357,19 +358,22 @@ class NavierStokes(Problem):
         return raw.astype(np.float32)
 
     # --- solving -------------------------------------------------------------------------------------
-    def _integrate(self, w0: np.ndarray, record_times, first_index: int, what: str) -> np.ndarray:
-        """Integrate (batch, m, m) on max(m, solve_resolution)^2 and return (batch, R, m, m) float64."""
+    def _integrate(self, w0: np.ndarray, record_times, first_index: int, what: str, n: int | None = None,
+                   dt: float | None = None, stepper: str | None = None) -> np.ndarray:
+        """Integrate (batch, m, m) on n^2 (default max(m, solve_resolution)) with time step dt and stepper
+        (default the problem's), and return (batch, R, m, m) float64."""
         p = self.params
         m = w0.shape[-1]
-        n = max(m, p["solve_resolution"])
-        dt = self.dt if n == p["solve_resolution"] else self._time_step(n)
+        n = max(m, p["solve_resolution"]) if n is None else n
+        if dt is None:
+            dt = self.dt if n == p["solve_resolution"] else self._time_step(n)
         w = fourier_resample(torch.as_tensor(w0, dtype=DTYPES[p["dtype"]]), n)
         threads = torch.get_num_threads()
         if n <= SINGLE_THREAD_MAX_N:
             torch.set_num_threads(1)
         try:
             traj = simulate(w, dt=dt, record_times=record_times, viscosity=p["viscosity"], forcing=p["forcing"],
-                            length=self.length, drag=self.drag, stepper=STEPPERS[p["stepper"]],
+                            length=self.length, drag=self.drag, stepper=STEPPERS[stepper or p["stepper"]],
                             max_courant=MAX_COURANT).vorticity
         except BlowUpError as err:
             raise BlowUpError(first_index + err.sample, err.time,
@@ -402,13 +406,13 @@ class NavierStokes(Problem):
         # the flow is Markovian: the trajectory follows from the segment's last state
         return whole[:, -1] if segment else whole
 
-    def _solve(self, w0, first_index: int = 0) -> np.ndarray:
+    def _solve(self, w0, first_index: int = 0, **config) -> np.ndarray:
         single = np.asarray(w0).ndim == (2 if self.input_steps == 1 else 3)
         batch = self._check_inputs(w0)
         if len(batch) == 0:
             return np.zeros((0, self.time_steps) + batch.shape[1:], np.float32)
         times = list(self.grid["t"])
-        w = self._integrate(batch, times, first_index, "solve of").astype(np.float32)
+        w = self._integrate(batch, times, first_index, "solve of", **config).astype(np.float32)
         return w[0] if single else w
 
     def solve(self, inputs):
@@ -416,6 +420,75 @@ class NavierStokes(Problem):
         docstring. ValueError for a wrong shape or non-finite input, BlowUpError (a ValueError)
         naming the sample and time if the flow leaves the solver's stability limit."""
         return self._solve(inputs)
+
+    def solve_with(self, inputs, *, n: int | None = None, dt: float | None = None, stepper: str | None = None):
+        """``solve`` by the same solver in another configuration: on the n x n grid (the start state
+        transferred by Fourier truncation or padding, the records back to the input's grid), with time
+        step ``dt`` and ``stepper``; None keeps the reference's (with n alone, the default time step of
+        that grid). No resolution or CFL check beyond the solver's own: what the ladder's rungs run."""
+        if n is not None and not (isinstance(n, int) and n >= MIN_RESOLUTION):
+            raise ValueError(f"{self.name}: solve grid n={n!r} is not valid; expected an integer >= {MIN_RESOLUTION}")
+        if stepper is not None and stepper not in STEPPERS:
+            raise ValueError(f"{self.name}: stepper={stepper!r} is not valid; expected one of {', '.join(STEPPERS)}")
+        if dt is not None and not dt > 0:
+            raise ValueError(f"{self.name}: dt={dt!r} is not valid; expected a positive time step")
+        return self._solve(inputs, n=n, dt=dt, stepper=stepper)
+
+    # --- the solver ladder ---------------------------------------------------------------------------
+    def ladder(self) -> list[Rung]:
+        """Coarser solve grids, larger time steps up to the stability limit and RK2-CN, ordered by
+        estimated cost (see the module docstring)."""
+        rungs = [self._grid_rung(n) for n in self._coarse_grids()] + self._time_step_rungs()
+        if self.params["stepper"] != "rk2cn":
+            rungs.append((self._relative_cost(self.params["solve_resolution"], self.dt, "rk2cn"),
+                          Rung("rk2cn", partial(self.solve_with, stepper="rk2cn"))))
+        return [rung for _, rung in sorted(rungs, key=lambda pair: pair[0])]
+
+    def _coarse_grids(self) -> list[int]:
+        """Halvings of the solve grid down to MIN_RESOLUTION."""
+        grids, n = [], self.params["solve_resolution"] // 2
+        while n >= MIN_RESOLUTION:
+            grids.append(n)
+            n //= 2
+        return grids
+
+    def _relative_cost(self, n: int, dt: float, stepper: str) -> float:
+        """Estimated cost against the reference: explicit stages x steps x n^2 log n."""
+        p = self.params
+
+        def cost(n, dt, stepper):
+            steps = math.ceil(p["record_every"] / dt * (1 - 1e-9))
+            return STAGES[stepper] * steps * n * n * math.log(n)
+        return cost(n, dt, stepper) / cost(p["solve_resolution"], self.dt, p["stepper"])
+
+    def _grid_rung(self, n: int) -> tuple[float, Rung]:
+        label, dt = f"solve {n}^2", self._time_step(n)
+        cost = self._relative_cost(n, dt, self.params["stepper"])
+        try:
+            self._check_resolution(n)
+        except ValueError as err:
+            return cost, Rung(label, None, str(err))
+        return cost, Rung(label, partial(self.solve_with, n=n, dt=dt))
+
+    def _time_step_rungs(self) -> list[tuple[float, Rung]]:
+        """dt x 2, x 4, ... while the estimated CFL number stays <= MAX_COURANT, then the limit itself;
+        each dt a whole fraction of record_every (the solver never lengthens a step to hit a record)."""
+        p, n = self.params, self.params["solve_resolution"]
+        every = p["record_every"]
+        steps = math.ceil(every / self.dt * (1 - 1e-9))   # the reference's steps per record
+        fewest = math.ceil(every * self.scales["velocity"] / (MAX_COURANT * self.length / n) * (1 - 1e-12))
+        counts, k = [], 2
+        while math.ceil(steps / k) >= fewest and k <= steps:
+            counts.append(math.ceil(steps / k))
+            k *= 2
+        if fewest < min(counts + [steps]):
+            counts.append(fewest)
+        rungs = []
+        for count in dict.fromkeys(counts):
+            label = f"dt x{steps / count:.3g}" + (" (stability limit)" if count == fewest else "")
+            dt = every / count
+            rungs.append((self._relative_cost(n, dt, p["stepper"]), Rung(label, partial(self.solve_with, dt=dt))))
+        return rungs
 
     def generate(self, n, seed, start=0):
         """Inputs, trajectories and solver seconds (warm-up excluded) of samples start..start+n-1;

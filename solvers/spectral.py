@@ -23,6 +23,12 @@ Dealiasing
     (square mask). This equals jax-cfd's / torch-cfd's ``brick_wall_filter_2d`` for n = 64 and
     n = 256; for some other n (e.g. 32, 128) theirs keeps one more negative y-wavenumber.
 
+Resampling (transfer between grids)
+    :func:`fourier_resample` moves periodic fields between n x n grids by Fourier truncation
+    (coarser) or zero padding (finer), keeping the modes both grids hold without their Nyquist
+    modes: padding and truncating back is the identity, and a coarse solve's records return to the
+    fine grid as trigonometric interpolants.
+
 References
     Canuto, Hussaini, Quarteroni & Zang, *Spectral Methods: Fundamentals in Single Domains*
     (Springer 2006), sections 2.1 and 3.4 (2/3 rule); Orszag, J. Atmos. Sci. 28 (1971) 1074.
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -128,3 +135,23 @@ def divergence(u: torch.Tensor, v: torch.Tensor, length: float = 2 * math.pi) ->
 def grid_coordinates(n: int, length: float = 2 * math.pi, *, dtype=None, device=None) -> torch.Tensor:
     """The 1-D periodic grid x_j = j L / n, j = 0..n-1."""
     return (torch.arange(n, dtype=torch.float64, device=device) * (length / n)).to(_real_dtype(dtype))
+
+
+def fourier_resample(w, n: int):
+    """Trigonometric interpolation of periodic fields (..., m, m) onto n x n (zero padding when
+    n > m, truncation when n < m). Keeps the integer modes |k_i| < min(m, n) / 2 (the even grids'
+    Nyquist modes are dropped), so resampling to a finer grid and back is the identity on fields
+    without Nyquist content. numpy in gives numpy out (dtype kept), torch in gives torch out."""
+    is_numpy = not isinstance(w, torch.Tensor)
+    t = torch.as_tensor(np.asarray(w)) if is_numpy else w
+    m = t.shape[-1]
+    if m == n:
+        return w
+    keep = (min(m, n) + 1) // 2  # modes 0 .. keep-1 and -(keep-1) .. -1 per direction
+    c = torch.fft.rfft2(t, norm="forward")
+    out = torch.zeros(t.shape[:-2] + (n, n // 2 + 1), dtype=c.dtype, device=c.device)
+    out[..., :keep, :keep] = c[..., :keep, :keep]
+    if keep > 1:
+        out[..., n - keep + 1:, :keep] = c[..., m - keep + 1:, :keep]
+    r = torch.fft.irfft2(out, s=(n, n), norm="forward")
+    return r.numpy() if is_numpy else r
