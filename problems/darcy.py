@@ -16,13 +16,17 @@ With ``subsample`` s > 1 each sample is drawn and solved on the fine grid of
 (the FNO data were solved at 421^2 and stored at 85^2: resolution=85, subsample=5).
 ``solve(a)`` on stored-grid inputs then interpolates a bilinearly to the fine grid; ``generate``
 uses the exact fine coefficient. Nondimensional units.
+
+Ladder (``ladder()``, what evaluation places a surrogate against): the same finite-difference solve
+of the stored-grid coefficient on the stored grid and on each power-of-two refinement below the
+reference's, with the direct and the multigrid linear solver.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
-from sciops.problems.base import Field, Param, Problem
+from sciops.problems.base import Field, Param, Problem, Rung
 from sciops.problems.random_fields import cosine_grf
 from sciops.solvers.darcy import FACE_AVERAGES, LINEAR_SOLVERS, solve_darcy
 
@@ -139,6 +143,21 @@ class Darcy(Problem):
     def _solve_fine(self, a: np.ndarray) -> np.ndarray:
         p = self.params
         return solve_darcy(a, p["forcing"], averaging=p["averaging"], linear_solver=p["linear_solver"])
+
+    def ladder(self) -> list[Rung]:
+        """Cheaper solves of the stored-grid coefficient (interpolated bilinearly, as ``solve`` does):
+        on the stored grid itself (subsample 1) and on each power-of-two refinement below the
+        reference's subsample, each with the sparse direct solver and with algebraic multigrid; at the
+        reference's own subsample, the linear solvers it does not use. Cheapest first."""
+        p = self.params
+        levels = sorted({1, p["subsample"], *(2 ** k for k in range(1, 5) if 2 ** k < p["subsample"])})
+        rungs = []
+        for s in levels:
+            nodes = (p["resolution"] - 1) * s + 1
+            for solver in ("direct", "amg"):
+                if (s, solver) != (p["subsample"], p["linear_solver"]):
+                    rungs.append(Rung(f"{solver} {nodes}^2", self.with_params(subsample=s, linear_solver=solver).solve))
+        return rungs
 
     def check_input_shapes(self, shapes):
         shape = tuple(shapes["a"])

@@ -132,7 +132,7 @@ def cmd_evaluate(args) -> None:
     from sciops.workflows.evaluation import evaluate_run
 
     print(evaluate_run(args.run_dir, data=args.data, fresh=args.fresh, tol=args.tol, report_path=args.report,
-                       plot=args.plot, device=args.device))
+                       plot=args.plot, device=args.device, ladder=not args.no_ladder))
 
 
 def cmd_finetune(args) -> None:
@@ -298,7 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--data", help="evaluate on a stored dataset")
     group.add_argument("--fresh", type=int, help="evaluate on N freshly sampled inputs (default 50)")
-    p.add_argument("--plot", help="write a PNG figure of a typical sample")
+    p.add_argument("--plot", help="write a PNG figure of a typical sample, and beside it the surrogate on its "
+                   "solver's accuracy-cost curve (<plot>-accuracy-cost.png)")
+    p.add_argument("--no-ladder", action="store_true", help="errors only: leave out the solver ladder and the "
+                   "equal-accuracy speedup")
     p.add_argument("--report", help="write the report (.md for markdown, else JSON)")
     p.add_argument("--device", help="device for the surrogate (default: CUDA if present)")
     p.add_argument("--tol", type=float, help="also certify the answers to this relative error (darcy): coverage and "

@@ -30,15 +30,17 @@ measurements). Stored datasets hold no measurements in their outputs, so ``data=
 from __future__ import annotations
 
 import json
-import time
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sciops.datasets.progress import Progress
+from sciops.grid.baseline import baseline_outputs
+from sciops.grid.ladder import batch_seconds, measure_ladder, single_seconds, speed_report
 from sciops.losses import LpLoss, SobolevLoss, loss_options
-from sciops.reporting import public, speed_text, summary_stats  # noqa: F401  (public: part of the report API)
+from sciops.reporting import public, summary_stats  # noqa: F401  (public: part of the report API)
 from sciops.runs.input_summary import counted_not_warned
 
 
@@ -81,23 +83,6 @@ def per_time_errors(pred: torch.Tensor, ref: torch.Tensor, geometry: str, *,
     return torch.stack([loss(pred[:, :, t], ref[:, :, t]) for t in range(pred.shape[2])], dim=1).numpy()
 
 
-def _time_surrogate(surrogate, inputs, repeats: int = 3) -> float:
-    def first(x, k):
-        return {n: v[:k] for n, v in x.items()} if isinstance(x, dict) else x[:k]
-
-    surrogate.solve(first(inputs, 2))  # warm-up: allocations, FFT plans
-    best = float("inf")
-    for _ in range(repeats):
-        if surrogate.device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        surrogate.solve(inputs)
-        if surrogate.device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def image_comparison(problem, outputs: dict, pred: np.ndarray, surrogate_seconds: float, name: str) -> dict:
     """PSNR, SSIM, normalised error and seconds per sample of the surrogate's images ``pred`` and of
     ``problem.baselines(outputs)`` against the ground truth ``outputs[name]``."""
@@ -130,16 +115,17 @@ def check_same_geometry(data_problem, problem, path) -> None:
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None, batch: int = 25,
-             progress_enabled: bool | None = None, tol: float | None = None) -> dict:
+             progress_enabled: bool | None = None, tol: float | None = None, ladder: bool = True) -> dict:
     """Errors and speedup of ``surrogate`` against its reference solver (see module docstring);
     with ``tol``, also its certified answers (``report["certified"]``, see
     :func:`sciops.grid.certified.certified_report`). The share of inputs outside the training inputs'
-    summary is reported (``out_of_distribution_share``) instead of warned about on every call."""
+    summary is reported (``out_of_distribution_share``) instead of warned about on every call.
+    ``ladder=False`` leaves out the solver ladder (errors only, no equal-accuracy speedup)."""
     with counted_not_warned():
-        return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol)
+        return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, ladder)
 
 
-def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
+def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder) -> dict:
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
@@ -179,17 +165,20 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         solve_seconds = float(ds.attrs.get("solve_seconds", float("nan")))
         source = {"data": str(data), "seed": int(ds.attrs["seed"])}
     model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-    surrogate_seconds = _time_surrogate(surrogate, model_inputs)
+    surrogate_per_sample = batch_seconds(surrogate.solve, model_inputs, surrogate.device)
+    surrogate_batch1 = single_seconds(surrogate.solve, model_inputs, surrogate.device)
     pred = surrogate.solve(model_inputs)
     ndim = surrogate.ndim
     trajectory, extent = output_layout(problem, surrogate.outputs[0])
-    pred_t = _as_channels(pred, surrogate.outputs, problem)
     ref_t = _as_channels(outputs, surrogate.outputs, problem)
     grid = loss_options(problem).get("grid")
-    errors = error_metrics(pred_t, ref_t, problem.geometry, spatial_dims=ndim if trajectory else None, extent=extent,
-                           grid=grid)
+
+    def metrics(answers, fields=surrogate.outputs, reference=ref_t):
+        return error_metrics(_as_channels(answers, fields, problem), reference, problem.geometry,
+                             spatial_dims=ndim if trajectory else None, extent=extent, grid=grid)
+
+    errors = metrics(pred)
     solver_per_sample = solve_seconds / n
-    surrogate_per_sample = surrogate_seconds / n
     images = None
     if hasattr(problem, "baselines"):
         # an inverse problem: the solver a reconstruction replaces is the classical "reference"
@@ -198,6 +187,9 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         if fresh is not None and len(surrogate.outputs) == 1:
             images = image_comparison(problem, outputs, pred, surrogate_per_sample, surrogate.outputs[0])
             solver_per_sample = images["reference"]["seconds_per_sample"]
+    solver_batch1 = _reference_batch1(problem, model_inputs)
+    if math.isnan(solver_per_sample):
+        solver_batch1 = float("nan")  # not comparable either (an inverse problem's forward simulation)
     report = {
         "operator": spec.operator.name,
         "problem": {"name": spec.problem.name, "params": spec.problem.params},
@@ -208,9 +200,18 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         "metrics": {name: summary_stats(v) for name, v in errors.items()},
         "solver_seconds_per_sample": solver_per_sample,
         "surrogate_seconds_per_sample": surrogate_per_sample,
-        "speedup": solver_per_sample / surrogate_per_sample,
+        "solver_seconds_per_sample_batch1": solver_batch1,
+        "surrogate_seconds_per_sample_batch1": surrogate_batch1,
         "device": str(surrogate.device),
     }
+    report["ladder"] = (measure_ladder(problem.ladder(), model_inputs, lambda out: float(metrics(out)["rel_l2"].mean()),
+                                       solver_per_sample) if with_ladder else None)
+    report.update(speed_report(report["ladder"] or [], float(errors["rel_l2"].mean()),
+                               (surrogate_per_sample, surrogate_batch1), (solver_per_sample, solver_batch1)))
+    if not with_ladder:
+        for suffix in ("", "_batch1"):
+            report[f"speedup_equal_accuracy{suffix}_note"] = "left out (--no-ladder)"
+    report.update(_baseline_and_fields(problem, spec, inputs, outputs, pred, surrogate.outputs, metrics))
     if images is not None:
         report["images"] = images
     if spec.input_summary and len(surrogate.inputs) == 1:
@@ -228,7 +229,8 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
                          "index": median_sample, "rel_l2": float(errors["rel_l2"][median_sample]),
                          "extent": extent}
     if trajectory:
-        per_time = per_time_errors(pred_t, ref_t, problem.geometry, extent=extent, grid=grid)
+        per_time = per_time_errors(_as_channels(pred, surrogate.outputs, problem), ref_t, problem.geometry,
+                                   extent=extent, grid=grid)
         times = problem.grid.get("t")
         times = list(map(float, times)) if times is not None and len(times) == per_time.shape[1] \
             else list(range(1, per_time.shape[1] + 1))
@@ -240,6 +242,33 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol) -> dict:
         if hasattr(problem, "diagnostics"):
             report["diagnostics"] = diagnostic_ratios(problem, pred, outputs)
     return report
+
+
+def _reference_batch1(problem, inputs) -> float:
+    """Seconds per sample of the reference solver called on one sample at a time (NaN without a solver)."""
+    try:
+        return single_seconds(problem.solve, inputs)
+    except (ValueError, NotImplementedError):
+        return float("nan")
+
+
+def _baseline_and_fields(problem, spec, inputs, outputs, pred, fields, metrics) -> dict:
+    """The trivial baseline's errors, and with several output fields each field's errors, the
+    surrogate's and the baseline's."""
+    answer, what = baseline_outputs(problem, spec, inputs, outputs, fields)
+    out = {"baseline": {"description": what}}
+    if answer is not None:
+        out["baseline"]["rel_l2"] = summary_stats(metrics(answer)["rel_l2"])
+    if len(fields) > 1:
+        per_field = {}
+        for name in fields:
+            reference = _as_channels(outputs, [name], problem)
+            one = {"rel_l2": summary_stats(metrics(pred, [name], reference)["rel_l2"])}
+            if answer is not None:
+                one["baseline_rel_l2"] = summary_stats(metrics(answer, [name], reference)["rel_l2"])
+            per_field[name] = one
+        out["fields"] = per_field
+    return out
 
 
 def diagnostic_ratios(problem, pred: dict, reference: dict) -> dict:
@@ -280,8 +309,23 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
                          for k, v in report["images"].items())
         text += ("Against the ground truth:\n\n| method | PSNR dB | SSIM | normalised error | s/sample |\n"
                  f"|---|---|---|---|---|\n{rows}\n\n")
-    speed = speed_text(report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"], unit)
-    text += f"Speed: {speed} on {report['device']}.\n"
+    text += f"Speed on {report['device']}: {speed_sentence(report, unit)}.\n"
+    if report.get("ladder"):
+        rows = "\n".join(f"| {r['label']} | " + (f"{r['error']:.4g} | {r['seconds_per_sample'] * 1e3:.3g} | "
+                                                 f"{r['seconds_per_sample_batch1'] * 1e3:.3g} |" if r["error"] is not None
+                                                 else f"- | - | - | {r['note']}")
+                          for r in report["ladder"])
+        text += ("\nThe solver's ladder (cheaper configurations of the reference solver, on the same inputs):\n\n"
+                 f"| rung | error | ms/{unit} | ms/{unit} at batch 1 |\n|---|---|---|---|\n{rows}\n")
+    if "baseline" in report:
+        b = report["baseline"]
+        text += (f"\nTrivial baseline, {b['description']}: relative L2 {b['rel_l2']['mean']:.4g}.\n" if "rel_l2" in b
+                 else f"\nTrivial baseline: none ({b['description']}).\n")
+    for name, v in report.get("fields", {}).items():
+        text += (f"\nField {name}: relative L2 {v['rel_l2']['mean']:.4g}"
+                 + (f" (baseline {v['baseline_rel_l2']['mean']:.4g})" if "baseline_rel_l2" in v else "") + ".")
+    if "fields" in report:
+        text += "\n"
     if "out_of_distribution_share" in report:
         text += f"\nInputs outside the training inputs' range: {report['out_of_distribution_share']:.1%}.\n"
     if "certified" in report:
@@ -289,6 +333,26 @@ def markdown(report: dict, title: str = "Evaluation") -> str:
 
         text += f"\nCertified answers: {certified_text(report['certified'])}.\n"
     return text
+
+
+def speed_sentence(report: dict, unit: str) -> str:
+    """The times, the nominal speedup and beside it the one at equal accuracy (or why there is none),
+    at the evaluation batch and at batch 1; in words when an equally accurate solve is faster."""
+    solver, surrogate = report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"]
+    text = (f"solver {solver * 1e3:.3g} ms/{unit}, " if math.isfinite(solver) else
+            "solver time unknown (the data record none comparable; evaluate with --fresh N), ")
+    text += f"surrogate {surrogate * 1e3:.3g} ms/{unit}"
+    parts = []
+    for suffix, where in (("", f"batch {report['samples']}"), ("_batch1", "batch 1")):
+        value = report.get(f"speedup_equal_accuracy{suffix}")
+        note = report.get(f"speedup_equal_accuracy{suffix}_note", "")
+        nominal = report.get(f"speedup{suffix}", float("nan"))
+        if value is None:
+            parts.append(f"at {where}: {nominal:.3g}x nominal, no equal-accuracy figure ({note})")
+            continue
+        verdict = " - an equally accurate solve is faster" if value < 1 else ""
+        parts.append(f"at {where}: {nominal:.3g}x nominal, {value:.3g}x at equal accuracy ({note}){verdict}")
+    return text + "; " + "; ".join(parts)
 
 
 def summary_line(report: dict) -> str:
@@ -302,7 +366,12 @@ def summary_line(report: dict) -> str:
     if trajectory:
         per = report["per_time"]["rel_l2"]["mean"]
         text += f"relative L2 at t = {report['times'][0]:.3g} / {report['times'][-1]:.3g}: {per[0]:.4f} / {per[-1]:.4f}; "
-    text += speed_text(report["solver_seconds_per_sample"], report["surrogate_seconds_per_sample"], unit)
+    if "baseline" in report and "rel_l2" in report["baseline"]:
+        text += f"trivial baseline {report['baseline']['rel_l2']['mean']:.4f}; "
+    for name, v in report.get("fields", {}).items():
+        text += f"{name} {v['rel_l2']['mean']:.4f}" + (f" (baseline {v['baseline_rel_l2']['mean']:.4f})"
+                                                     if "baseline_rel_l2" in v else "") + "; "
+    text += speed_sentence(report, unit)
     if "certified" in report:
         from sciops.grid.certified import certified_text
 

@@ -87,3 +87,40 @@ def plot_comparison(report: dict, path: str | Path) -> Path:
         _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent)
         fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median error of {report['samples']})")
     return save_figure(fig, path)
+
+
+def plot_accuracy_cost(report: dict, path: str | Path) -> Path:
+    """The surrogate on its solver's accuracy-cost curve: mean relative error against seconds per sample
+    (log-log), the ladder's rungs as a line and the surrogate as a point, at the evaluation batch and
+    at batch 1 (one panel each)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rungs = [r for r in report.get("ladder") or [] if r.get("error") is not None]
+    error = report["metrics"]["rel_l2"]["mean"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for ax, (suffix, key, where) in zip(axes, (("", "seconds_per_sample", f"batch {report['samples']}"),
+                                              ("_batch1", "seconds_per_sample_batch1", "batch 1"))):
+        points = sorted((r[key], r["error"], r["label"]) for r in rungs)
+        if points:
+            ax.plot([p[0] for p in points], [max(p[1], 1e-16) for p in points], "o-", color="tab:blue",
+                    label="solver ladder")
+            for cost, err, label in points:
+                ax.annotate(label, (cost, max(err, 1e-16)), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.plot([report[f"surrogate_seconds_per_sample{suffix}"]], [error], "*", color="tab:red", markersize=14,
+                label=f"{report['operator']} surrogate")
+        value = report.get(f"speedup_equal_accuracy{suffix}")
+        nominal = report.get(f"speedup{suffix}", float("nan"))
+        ax.set_title(f"{where}: {nominal:.3g}x nominal, "
+                     + (f"{value:.3g}x at equal accuracy" if value is not None else "no equal-accuracy figure"),
+                     fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds per sample")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("mean relative L2 error against the reference")
+    fig.suptitle(f"{report['operator']} on {report['problem']['name']}: accuracy against cost", fontsize=10)
+    return save_figure(fig, path)

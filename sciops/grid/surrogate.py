@@ -5,10 +5,25 @@
 (batch, *space) (or one sample, (*space)) for a problem with one input field, a dict of such
 arrays otherwise; (batch, K, *space) for an input that is a segment of K records; a field with C
 channels (a vector or complex field) is (..., C), channel last, as stored (a 2-channel input may
-also be passed as complex numbers, read as (real, imaginary)). numpy in gives
-numpy out (float32, computed without gradients); torch in gives torch out on the input's device,
-differentiable if grad mode is on. Normalisation is inside.
+also be passed as complex numbers, read as (real, imaginary)). numpy in gives numpy out; torch in
+gives torch out on the input's device. Normalisation is inside.
 The operator runs on the input's grid, so any resolution the operator supports is served.
+
+Dtypes and gradients: the operator computes in its own dtype (float32); the answer is cast back to
+the input's floating dtype (float64 in, float64 out, equal to the float32 answer to rounding;
+integer input gives float32). No autograd graph is built for numpy input nor for torch input that
+does not require grad; torch input that requires grad (in grad mode) gives a differentiable answer.
+To differentiate through the weights, call ``surrogate.model`` (the plain module).
+
+Speed: a call costs the model's forward plus checks made cheap (the problem's shape check, with the
+problem built once; one pass of per-sample statistics that serves both the NaN/Inf check and the
+out-of-distribution check; no copy when the batch fits in ``batch_size``): ``scripts/bench_serving.py``
+measures the ratio to the bare forward. The surrogate never calls ``torch.set_num_threads``: threads
+are process-wide, so they are set once by the caller (torch's default is one per core), never per
+call. ``sciops.load(run, compile=True)`` runs the model through ``torch.compile`` (inductor; on CPU
+it needs a C++ compiler): the first call at each new input shape pays the compilation, about 20-60 s
+for an FNO on a 2-core CPU (``bench_serving.py --compile`` measures it), and later calls the
+compiled forward.
 
 Trust: ``solve(inputs, return_estimate=True)`` adds a guaranteed bound on each answer's error and
 ``solve(inputs, tol=...)`` meets a tolerance by letting the reference solver finish (problems with
@@ -18,6 +33,7 @@ inputs kept in the run (:mod:`sciops.runs.input_summary`) are warned about; ``st
 from __future__ import annotations
 
 import contextlib
+import shutil
 import warnings
 from pathlib import Path
 
@@ -26,16 +42,33 @@ import torch
 
 from sciops.runs import storage
 from sciops.runs.input_summary import WARNING as OOD_WARNING
-from sciops.runs.input_summary import outside
+from sciops.runs.input_summary import Ranges, statistics
 from sciops.runs.models import build_model, resolve_device
 from sciops.runs.spec import RunSpec
 
 MIN_POINTS = 4  # per dimension: fewer cannot carry a field plus its boundary
 
 
+def compiled(model: torch.nn.Module, device: torch.device):
+    """``torch.compile(model)``, or a one-line ValueError when inductor cannot run here."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise ValueError("compile=True needs a C++ compiler on the PATH (torch.compile's inductor builds "
+                         "CPU kernels with it); install g++ or load without compile")
+    if device.type == "cuda":
+        import importlib.util
+
+        if importlib.util.find_spec("triton") is None:
+            raise ValueError("compile=True needs triton on CUDA (torch.compile's inductor); install it or "
+                             "load without compile")
+    return torch.compile(model)
+
+
 class Surrogate:
-    def __init__(self, model: torch.nn.Module, spec: RunSpec, device: torch.device):
+    def __init__(self, model: torch.nn.Module, spec: RunSpec, device: torch.device, compile: bool = False):
         self.model, self.spec, self.device = model.eval(), spec, device
+        self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+        self._forward = compiled(self.model, torch.device(device)) if compile else self.model
+        self._ranges = Ranges(spec.input_summary) if spec.input_summary else None
         self.inputs, self.outputs = spec.fields.inputs, spec.fields.outputs
         op = spec.operator
         self.ndim = op.ndim
@@ -47,7 +80,9 @@ class Surrogate:
         self._problem = None
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None) -> "Surrogate":
+    def load(cls, path: str | Path, device: str | torch.device | None = None, compile: bool = False) -> "Surrogate":
+        """The surrogate of run directory ``path``; ``compile=True`` serves the model through
+        ``torch.compile`` (module docstring)."""
         path = storage.check_run_dir(path)
         spec = RunSpec.load(path)
         missing = [k for k in ("problem", "fields", "normalization") if getattr(spec, k) is None]
@@ -61,7 +96,7 @@ class Surrogate:
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path / storage.WEIGHTS} does not match the operator in config.json "
                              f"({storage.load_error(exc)})") from None
-        return cls(model.to(device), spec, device)
+        return cls(model.to(device), spec, device, compile=compile)
 
     @property
     def problem(self):
@@ -70,8 +105,9 @@ class Surrogate:
             self._problem = self.spec.problem.build()
         return self._problem
 
-    def _to_tensor(self, inputs) -> tuple[torch.Tensor, bool, bool, torch.device | None]:
-        """Channel-first batch tensor, whether the input was one sample, torch or numpy, device."""
+    def _to_tensor(self, inputs) -> tuple[torch.Tensor, bool, bool, torch.device | None, torch.dtype | np.dtype]:
+        """Channel-first batch tensor in the model's dtype, whether the input was one sample, torch or
+        numpy, its device, and the dtype to answer in."""
         fields = inputs if isinstance(inputs, dict) else {self.inputs[0]: inputs}
         if isinstance(inputs, dict):
             missing = [k for k in self.inputs if k not in fields]
@@ -86,7 +122,13 @@ class Surrogate:
                       else np.stack([a.real, a.imag], -1) if np.iscomplexobj(a) else a for a in arrays]
         is_torch = isinstance(arrays[0], torch.Tensor)
         source_device = arrays[0].device if is_torch else None
-        tensors = [a if is_torch else torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in arrays]
+        if is_torch:
+            tensors = arrays
+            out_dtype = arrays[0].dtype if arrays[0].is_floating_point() else torch.float32
+        else:
+            arrays = [np.asarray(a) for a in arrays]
+            out_dtype = arrays[0].dtype if np.issubdtype(arrays[0].dtype, np.floating) else np.dtype(np.float32)
+            tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
         shapes = {tuple(t.shape) for t in tensors}
         if len(shapes) != 1:
             raise ValueError(f"input fields have different shapes {sorted(shapes)}")
@@ -107,16 +149,14 @@ class Surrogate:
         grid = shape[-self.ndim:]
         if min(grid) < MIN_POINTS:
             raise ValueError(f"grid {grid} is too small: this operator needs at least {MIN_POINTS} points per dimension")
-        x = (tensors[0].to(self.device, torch.float32) if self.field_channels is not None
-             else torch.stack([t.to(self.device, torch.float32) for t in tensors], dim=-dims - 1))
+        tensors = [t.to(self.device, self.dtype) for t in tensors]
+        x = (tensors[0] if self.field_channels is not None
+             else tensors[0].unsqueeze(-dims - 1) if len(tensors) == 1 else torch.stack(tensors, dim=-dims - 1))
         if self.field_channels is not None and not single:
             x = x.transpose(0, 1)  # (C, batch, *space) -> (batch, C, *space)
         if single:
             x = x.unsqueeze(0)
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero()[0].item()
-            raise ValueError(f"input sample {bad} contains NaN or Inf")
-        return x, single, is_torch, source_device
+        return x, single, is_torch, source_device, out_dtype
 
     def solve(self, inputs, batch_size: int = 64, *, return_estimate: bool = False, tol: float | None = None,
               strict: bool = False):
@@ -140,28 +180,40 @@ class Surrogate:
     def out_of_distribution(self, inputs) -> np.ndarray:
         """(batch,) bool, or a bool for one sample: inputs outside the summary of the training inputs
         (all False for runs trained before sciops kept one)."""
-        x, single, _, _ = self._to_tensor(inputs)
-        flagged = self._flags(x)
+        x, single, *_ = self._to_tensor(inputs)
+        flagged = self._screen(x)
         return flagged[0] if single else flagged
 
-    def _flags(self, x: torch.Tensor) -> np.ndarray:
-        summary = self.spec.input_summary
-        return outside(summary, x) if summary else np.zeros(len(x), dtype=bool)
+    def _screen(self, x: torch.Tensor) -> np.ndarray:
+        """Out-of-distribution flags (N,); a ValueError naming the first sample with NaN or Inf. One
+        pass of statistics serves both: a non-finite sample has a non-finite min or max."""
+        if self._ranges is None or not len(x):
+            finite = torch.isfinite(x).flatten(1).all(1).cpu().numpy()
+            stats = None
+        else:
+            stats = statistics(x, roughness=self._ranges.same_grid(x))
+            finite = np.isfinite(stats[:, :2]).all((1, 2))
+        if not finite.all():
+            raise ValueError(f"input sample {int(np.argmin(finite))} contains NaN or Inf")
+        return self._ranges.outside(stats) if stats is not None else np.zeros(len(x), dtype=bool)
 
     def _predict(self, inputs, batch_size: int, strict: bool = False):
-        x, single, is_torch, source_device = self._to_tensor(inputs)
-        flagged = self._flags(x)
+        x, single, is_torch, source_device, out_dtype = self._to_tensor(inputs)
+        flagged = self._screen(x)
         if flagged.any():
             message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.runs.input_summary); the operator's "
                        f"answers there are extrapolation")
             if strict:
                 raise ValueError(message + "; strict=True refuses them")
             warnings.warn(message, stacklevel=3)
-        # an empty batch gives an empty batch, as problem.solve does (shaped by a zero sample: FFTs refuse empty input)
-        batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [x.new_zeros((1,) + x.shape[1:])]
-        # numpy in: no gradients (no_grad, not inference_mode: tensors an operator caches must serve autograd later)
-        with contextlib.nullcontext() if is_torch else torch.no_grad():
-            y = torch.cat([self.model(b) for b in batches])[:len(x)]
+        # a graph only for input that asks for one (no_grad, not inference_mode: tensors an operator
+        # caches must serve autograd later)
+        with contextlib.nullcontext() if x.requires_grad else torch.no_grad():
+            if 0 < len(x) <= batch_size:
+                y = self._forward(x)
+            else:  # an empty batch gives an empty batch, as problem.solve does (shaped by a zero sample: FFTs refuse empty input)
+                batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [x.new_zeros((1,) + x.shape[1:])]
+                y = torch.cat([self._forward(b) for b in batches])[:len(x)]
         # y is (batch, channels, [time,] *space): one array per output field, batch dim dropped for one sample
         if self.output_channels is not None:
             out = {self.outputs[0]: y.movedim(1, -1)}
@@ -169,7 +221,8 @@ class Surrogate:
             out = {name: y[:, c] for c, name in enumerate(self.outputs)}
         if single:
             out = {k: v[0] for k, v in out.items()}
-        out = {k: (v.to(source_device) if is_torch else v.cpu().numpy()) for k, v in out.items()}
+        out = {k: (v.to(source_device, out_dtype) if is_torch else v.cpu().numpy().astype(out_dtype, copy=False))
+               for k, v in out.items()}
         return out if len(out) > 1 else out[self.outputs[0]]
 
     def certify(self, inputs, tol: float | None = None, batch_size: int = 64):

@@ -14,8 +14,10 @@ from sciops.reporting import public
 
 def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: int | None = None,
                  tol: float | None = None, report_path: str | Path | None = None, plot: str | Path | None = None,
-                 device=None) -> str:
-    """Evaluate on ``data`` or on ``fresh`` new samples (50 when neither is given); the summary line."""
+                 device=None, ladder: bool = True) -> str:
+    """Evaluate on ``data`` or on ``fresh`` new samples (50 when neither is given); the summary line.
+    ``plot`` writes the kind's figure, and for grid runs with a ladder the accuracy-cost figure beside
+    it (``<plot>-accuracy-cost.png``)."""
     kind = kinds.of_run(run_dir)
     surrogate = sciops.load(run_dir, device=device)
     if surrogate.spec.history is None:  # written when training ends
@@ -27,11 +29,23 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
 
         raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "
                          f"{', '.join(certified_problems())}")
-    report = kind.evaluate(surrogate, fresh=fresh, data=data, **({"tol": tol} if tol is not None else {}))
+    options = {"tol": tol} if tol is not None else {}
+    if not ladder:
+        if kind is not kinds.get("grid"):
+            raise ValueError("--no-ladder applies to grid runs; particle runs are compared with the simulator only")
+        options["ladder"] = False
+    report = kind.evaluate(surrogate, fresh=fresh, data=data, **options)
     if report_path:  # before the figure: the figures are the report's, a failed plot must not lose them
         text = (kind.markdown(report) if str(report_path).endswith(".md")
                 else json.dumps(public(report), indent=2) + "\n")
         atomic_write(Path(report_path), lambda f: f.write(text.encode()))
+    line = kind.summary_line(report)
     if plot:
         kind.plot(report, plot)
-    return kind.summary_line(report)
+        if report.get("ladder"):
+            from sciops.grid.figures import plot_accuracy_cost
+
+            cost = Path(plot).with_name(f"{Path(plot).stem}-accuracy-cost.png")
+            plot_accuracy_cost(report, cost)
+            line += f"\nfigures: {plot}, {cost}"
+    return line
