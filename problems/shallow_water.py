@@ -47,6 +47,22 @@ Time step
     ``random``, 1.25 u_max for ``galewsky``), shortened to divide ``record_every``. A given ``dt``
     above the estimated limit is refused by ``get``.
 
+Solver ladder (``ladder()``: cheaper configurations of the reference solver, by estimated cost)
+    Each rung is ``solve_with`` (the reference code path on another grid or with another dt); it
+    takes and returns what ``solve`` does.
+    * ``"solve nlat x nlon (lmax L)"`` for nlat / 2, nlat / 4, ... >= 8 (``coarser``: nlon and a
+      given lmax scaled alike, the grid's default time step and hyperdiffusion): the input state's
+      spherical-harmonic coefficients truncated to degrees and orders below the coarse truncation
+      (orthonormal coefficients do not depend on the grid), each record's zero-padded back and
+      evaluated on the input grid. The initial state's truncation dominates its error (the random
+      states' energy spectrum falls off as l^-3): a coarse rung is within 10% of the reference's
+      records truncated alike (tests/problems/test_shallow_water_ladder.py).
+    * ``"dt ... s (stability limit)"``: the fewest steps per record within the estimated stability
+      limit (``time_step_limit``, not its 0.8), when fewer than the reference's; a flow that still
+      blows up raises ``BlowUpError`` at solve time.
+    A grid that cannot serve the truncation would be a rung without ``solve`` and a note.
+    The cost estimate is steps x nlat x nlon x lmax.
+
 Defaults: 32 x 64 Legendre-Gauss (lmax 32), hourly records for one day, random states at Mach 0.1,
 RK4 in float64, hyperdiffusion e-folding time 2 h at the largest degree.
 """
@@ -54,12 +70,12 @@ from __future__ import annotations
 
 import math
 import time
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import torch
 
-from sciops.problems.base import Field, Param, Problem
+from sciops.problems.base import Field, Param, Problem, Rung
 from sciops.solvers import sw_diagnostics
 from sciops.solvers import sw_initial as ic
 from sciops.solvers.exponential_stepping import IMAGINARY_STABILITY
@@ -73,6 +89,7 @@ SPEED_FACTOR = 4.0        # max |V| ~ this x the rms wind of a random state
 GALEWSKY_U_MAX = 80.0
 INPUTS, OUTPUTS = ("phi0", "u0", "v0"), ("phi", "u", "v")
 MAX_MACH = 0.25  # random states: larger Mach numbers give a negative geopotential somewhere (docstring)
+MIN_LADDER_NLAT = 8  # the coarsest grid the ladder offers
 
 
 class ShallowWater(Problem):
@@ -210,22 +227,24 @@ class ShallowWater(Problem):
                              f"expected a geopotential g h > 0 (a positive fluid depth)")
         return batch, single
 
-    def _solve(self, inputs, first_index: int = 0):
+    def _solve(self, inputs, first_index: int = 0, on: ShallowWater | None = None, dt: float | None = None):
         batch, single = self._check_inputs(inputs)
         n, s = len(batch["phi0"]), self.solver
         if n == 0:
             empty = np.zeros((0, self.time_steps, self.params["nlat"], self.nlon), np.float32)
             return {k: empty.copy() for k in OUTPUTS}
+        on = self if on is None else on
+        solver, dt = on.solver, (on.dt if dt is None else dt)
         with torch.no_grad():
             state = s.from_grid(*(torch.as_tensor(batch[k], dtype=torch.float64) for k in INPUTS))
             try:
-                traj = simulate(s, state, self.dt, list(self.grid["t"]), stepper=self.params["stepper"],
-                                check_time_step=False).states
+                traj = simulate(solver, _transfer(state, solver), dt, list(self.grid["t"]),
+                                stepper=self.params["stepper"], check_time_step=False).states
             except BlowUpError as err:
                 raise BlowUpError(first_index + err.sample, err.time,
-                                  f"{err.reason} (solve of sample {first_index + err.sample}; dt = {self.dt:.4g} s: set a "
+                                  f"{err.reason} (solve of sample {first_index + err.sample}; dt = {dt:.4g} s: set a "
                                   f"smaller dt or amplitude, or check the input)") from None
-            grid = s.to_grid(traj).double().numpy()  # (n, T, 3, nlat, nlon)
+            grid = s.to_grid(_transfer(traj, s)).double().numpy()  # (n, T, 3, nlat, nlon)
         with np.errstate(over="ignore"):
             grid = grid.astype(np.float32)
         finite = np.isfinite(grid).reshape(n, self.time_steps, -1).all(-1)
@@ -252,9 +271,79 @@ class ShallowWater(Problem):
         see the module docstring."""
         return self._solve(inputs)
 
+    def solve_with(self, inputs, *, on: ShallowWater | None = None, dt: float | None = None):
+        """``solve`` by the same solver in another configuration: on the grid and truncation of ``on``
+        (this problem at another nlat, from :meth:`coarser`; the input state truncated to its degrees
+        and orders, each record zero-padded back) with time step ``dt`` (a divisor of record_every);
+        None keeps the reference's (with ``on`` alone, its default time step). No stability check: a blow-up raises ``BlowUpError``."""
+        if on is not None and (not isinstance(on, ShallowWater) or on.lmax > self.lmax):
+            raise ValueError(f"{self.name}: on={on!r} is not valid; expected a shallow-water problem with lmax <= "
+                             f"{self.lmax} (from coarser())")
+        if dt is not None and not (dt > 0 and float(self.params["record_every"] / dt).is_integer()):
+            raise ValueError(f"{self.name}: dt={dt!r} is not valid; expected a positive divisor of record_every="
+                             f"{self.params['record_every']:g} s")
+        return self._solve(inputs, on=on, dt=dt)
+
+    def coarser(self, nlat: int) -> ShallowWater:
+        """This problem on ``nlat`` latitudes: nlon and lmax scaled with it (lmax the grid's default when
+        unset), the given dt kept or that grid's default. ValueError when the grid is not valid."""
+        p = self.params
+        lmax = None if p["lmax"] is None else max(2, round(p["lmax"] * nlat / p["nlat"]))
+        return self.with_params(nlat=nlat, nlon=max(4, round(self.nlon * nlat / p["nlat"])), lmax=lmax)
+
+    # --- the solver ladder ---------------------------------------------------------------------------
+    def ladder(self) -> list[Rung]:
+        """Coarser grids and the largest stable dt, ordered by estimated cost (module docstring)."""
+        rungs = [self._grid_rung(nlat) for nlat in self._coarse_nlats()] + self._time_step_rungs()
+        return [rung for _, rung in sorted(rungs, key=lambda pair: pair[0])]
+
+    def _coarse_nlats(self) -> list[int]:
+        nlats, n = [], self.params["nlat"] // 2
+        while n >= MIN_LADDER_NLAT:
+            nlats.append(n)
+            n //= 2
+        return nlats
+
+    def _relative_cost(self, problem: ShallowWater, dt: float) -> float:
+        """Estimated cost against the reference: steps x nlat x nlon x lmax (the Legendre transforms')."""
+        def cost(q, dt):
+            return round(q.params["record_every"] / dt) * q.params["nlat"] * q.nlon * q.lmax
+        return cost(problem, dt) / cost(self, self.dt)
+
+    def _grid_rung(self, nlat: int) -> tuple[float, Rung]:
+        try:
+            coarse = self.coarser(nlat)
+        except ValueError as err:
+            return 0.0, Rung(f"solve {nlat}x{round(self.nlon * nlat / self.params['nlat'])}", None, str(err))
+        coarse.solver  # noqa: B018 (build the transforms now, not in the rung's first timed call)
+        label = f"solve {nlat}x{coarse.nlon} (lmax {coarse.lmax})"
+        return self._relative_cost(coarse, coarse.dt), Rung(label, partial(self.solve_with, on=coarse))
+
+    def _time_step_rungs(self) -> list[tuple[float, Rung]]:
+        """The largest whole fraction of record_every within the estimated stability limit, when it
+        takes fewer steps than the reference."""
+        every = self.params["record_every"]
+        steps = round(every / self.dt)
+        fewest = math.ceil(every / self.time_step_limit() * (1 - 1e-12))
+        if fewest >= steps:
+            return []
+        label = f"dt {every / fewest:.4g} s (stability limit)"
+        return [(fewest / steps, Rung(label, partial(self.solve_with, dt=every / fewest)))]
+
     def generate(self, n, seed, start=0):
         inputs = self.sample_inputs(n, seed, start)
         t0 = time.perf_counter()
         outputs = self._solve(inputs, first_index=start)
         return inputs, outputs, time.perf_counter() - t0
 
+
+def _transfer(state: torch.Tensor, solver: ShallowWaterSphere) -> torch.Tensor:
+    """Spectral states (..., lmax, mmax) on ``solver``'s truncation: the orthonormal coefficients
+    are the same on every grid, so truncation drops degrees and orders, padding adds zeros."""
+    lmax, mmax = state.shape[-2:]
+    if (lmax, mmax) == (solver.lmax, solver.mmax):
+        return state
+    out = state.new_zeros(state.shape[:-2] + (solver.lmax, solver.mmax))
+    lo, mo = min(lmax, solver.lmax), min(mmax, solver.mmax)
+    out[..., :lo, :mo] = state[..., :lo, :mo]
+    return out
