@@ -30,6 +30,16 @@ method of ``sciops.solvers.radar_recon`` on measurements; ``reconstruct(y, "pnp-
 denoiser=D)`` runs PnP-ADMM with a callable denoiser D(magnitude, sigma) (for example
 ``sciops.training.denoiser.LearnedDenoiser``).
 
+Solver ladder (``ladder()``: cheaper configurations of the reference reconstruction, cheapest
+first; each is ``solve_with`` and takes and returns what ``solve`` does)
+    * ``"adjoint"``: |A^H y| / max, the input's magnitude (its cost, the adjoint itself, is already
+      in the input; the same image as the "adjoint" baseline). CG's first iteration from x = 0 is a
+      positive multiple of A^H y, so ``cg 1 iteration`` would be this image again at the cost of one
+      normal-operator application: it is not a rung.
+    * ``"cg k iterations"`` for k = 2, 5 below ``cg_iters``: the reference stopped early.
+    Kirchhoff migration (and back-projection) needs the measurements, which are not among the
+    inputs ``solve`` takes: it stays a baseline (``baselines``), not a rung.
+
 Learned reconstruction (Deep2S): a surrogate trained on this problem (``sciops train unet``) takes
 what ``solve`` takes, the stored adjoint input, and returns |x| like ``solve``. From measurements y:
 ``surrogate.solve(problem.first_stage(y))`` (first stage = the normalised adjoint as channels).
@@ -38,11 +48,12 @@ what ``solve`` takes, the stored adjoint input, and returns |x| like ``solve``. 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
-from sciops.problems.base import Field, Param, Problem, sample_seed
+from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
 from sciops.problems.radar_targets import random_scene
 from sciops.solvers import radar as R
 from sciops.solvers import radar_recon as RR
@@ -53,6 +64,7 @@ LEARNED_METHODS = ("pnp-learned",)  # need a trained denoiser: reconstruct(y, "p
 # what ``baselines`` (and so ``sciops evaluate``) compares with; "adjoint" is |first stage| alone, its
 # time the first stage's cost that a surrogate fed from measurements adds to its own
 BASELINES = ("adjoint", "reference", "kirchhoff")
+LADDER_CG_ITERS = (2, 5)  # the ladder's CG rungs (1 iteration is the adjoint rung: module docstring)
 
 
 def complex_to_channels(z: np.ndarray) -> np.ndarray:
@@ -229,13 +241,30 @@ class Radar(Problem):
     def solve(self, inputs):
         """Reference reconstruction |x| / max |x| (batch, nz, ny, nx) float32 from the normalised adjoint
         image (batch, nz, ny, nx, 2) (or complex (batch, nz, ny, nx)); see the module docstring."""
+        return self.solve_with(inputs)
+
+    def solve_with(self, inputs, *, cg_iters: int | None = None):
+        """``solve`` with ``cg_iters`` CG iterations instead of the reference's (0: the adjoint image
+        alone, |A^H y| / max |A^H y|); what the ladder's rungs run."""
+        iters = self.params["cg_iters"] if cg_iters is None else cg_iters
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
+            raise ValueError(f"radar: cg_iters={cg_iters!r} is not valid; expected an integer >= 0")
         if isinstance(inputs, dict):
             inputs = inputs["adjoint"]
         self.check_input_shapes({"adjoint": np.shape(inputs)})
         b = channels_to_complex(inputs)
-        op = self.operator()
-        x = RR.cg_normal(op, b, tikhonov=self.params["tikhonov"] * self.norm_sq(), iters=self.params["cg_iters"])
+        if iters == 0:
+            return _normalised_magnitude(b)
+        x = RR.cg_normal(self.operator(), b, tikhonov=self.params["tikhonov"] * self.norm_sq(), iters=iters)
         return _normalised_magnitude(x.numpy())
+
+    def ladder(self) -> list[Rung]:
+        """The adjoint image alone, then CG with 2 and 5 iterations where fewer than the reference's
+        (module docstring)."""
+        rungs = [Rung("adjoint", partial(self.solve_with, cg_iters=0))]
+        rungs += [Rung(f"cg {k} iterations", partial(self.solve_with, cg_iters=k))
+                  for k in LADDER_CG_ITERS if k < self.params["cg_iters"]]
+        return rungs
 
     def reconstruct(self, measurements, method: str = "kirchhoff", **kwargs) -> np.ndarray:
         """|x| / max |x| (batch, nz, ny, nx) float32 by a classical ``method`` (one of ``METHODS``)
