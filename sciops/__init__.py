@@ -12,13 +12,14 @@ top-level folders of the same names); ``sciops.operators`` and ``sciops.layers``
 from sciops.version import __version__
 
 
-def load(path, device=None):
+def load(path, device=None, compile=False):
     """Load a trained operator from a run directory: a Surrogate for grid operators, a
     ParticleSurrogate for particle operators such as giorom; the run's operator picks which
-    (``sciops.kinds``)."""
+    (``sciops.kinds``). ``compile=True`` serves a grid operator through ``torch.compile`` (warm-up
+    cost in :mod:`sciops.grid.surrogate`); particle operators refuse it."""
     from sciops import kinds
 
-    return kinds.of_run(path).Surrogate.load(path, device=device)
+    return kinds.of_run(path).Surrogate.load(path, device=device, compile=compile)
 
 
 def train(operator: str, data, run_dir, **options) -> dict:

@@ -29,7 +29,7 @@ class Kind(Protocol):
     DESCRIPTION: str
     DISTRIBUTED: bool  # whether `sciops train --nproc N` can run it
     Config: type       # the training settings ([training] table, CLI options)
-    Surrogate: Any     # with .load(path, device=None)
+    Surrogate: Any     # with .load(path, device=None, compile=False)
     operator_names: Callable[[], list[str]]
     hyperparameters: Callable[[str], dict]
     train: Callable[..., dict]

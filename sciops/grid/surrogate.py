@@ -21,9 +21,10 @@ out-of-distribution check; no copy when the batch fits in ``batch_size``): ``scr
 measures the ratio to the bare forward. The surrogate never calls ``torch.set_num_threads``: threads
 are process-wide, so they are set once by the caller (torch's default is one per core), never per
 call. ``sciops.load(run, compile=True)`` runs the model through ``torch.compile`` (inductor; on CPU
-it needs a C++ compiler): the first call at each new input shape pays the compilation, about 20-60 s
-for an FNO on a 2-core CPU (``bench_serving.py --compile`` measures it), and later calls the
-compiled forward.
+it needs a C++ compiler): the first call pays the compilation, measured 25 s for a small FNO on a
+shared 2-core CPU, and the first call at a second input shape as much again (it recompiles with
+dynamic shapes; later shapes about 1 s); ``bench_serving.py --compile`` measures it. The compiled
+model is ``surrogate._forward``; ``surrogate.model`` stays the plain module.
 
 Trust: ``solve(inputs, return_estimate=True)`` adds a guaranteed bound on each answer's error and
 ``solve(inputs, tol=...)`` meets a tolerance by letting the reference solver finish (problems with

@@ -129,7 +129,12 @@ class ParticleSurrogate:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device=None) -> "ParticleSurrogate":
+    def load(cls, path: str | Path, device=None, compile: bool = False) -> "ParticleSurrogate":
+        """The surrogate of run directory ``path``. ``compile=True`` is refused: the stepper's graph
+        changes size with every neighbour search, which torch.compile would recompile for."""
+        if compile:
+            raise ValueError(f"compile=True is not supported for {OPERATOR} (its neighbour graph changes shape "
+                             f"every step); load without compile")
         path = storage.check_run_dir(path)
         spec = RunSpec.load(path)
         if spec.operator.name != OPERATOR:

@@ -23,17 +23,36 @@ STATISTICS = ("min", "max", "mean", "std", "roughness")
 MARGIN = 0.05
 
 
-def sample_statistics(x: torch.Tensor) -> dict[str, np.ndarray]:
-    """Statistics (N, C) of channel-first inputs x (N, C, *grid)."""
+def statistics(x: torch.Tensor, roughness: bool = True) -> np.ndarray:
+    """Statistics (N, S, C) float64 of channel-first inputs x (N, C, *grid), S in ``STATISTICS``
+    order (the first four when ``roughness`` is False). A sample holding NaN or Inf has a non-finite
+    min or max, so callers can check finiteness from these."""
     x = x.detach().to(torch.float64)
     flat = x.flatten(2)
-    std = flat.std(dim=2, unbiased=False)
-    grid_axes = range(2, x.dim())
-    diffs = [torch.diff(x, dim=d).flatten(2).pow(2).mean(2) for d in grid_axes if x.shape[d] > 1]
-    rms_diff = torch.stack(diffs).mean(0).sqrt() if diffs else torch.zeros_like(std)
-    roughness = torch.where(std > 0, rms_diff / std.clamp_min(1e-300), torch.zeros_like(std))
-    stats = {"min": flat.amin(2), "max": flat.amax(2), "mean": flat.mean(2), "std": std, "roughness": roughness}
-    return {k: v.cpu().numpy() for k, v in stats.items()}
+    low, high = torch.aminmax(flat, dim=2)
+    std, mean = torch.std_mean(flat, dim=2, correction=0)
+    axes = [d for d in range(2, x.dim()) if x.shape[d] > 1] if roughness else []
+    grid = tuple(range(2, x.dim()))
+    norms = [torch.linalg.vector_norm(torch.diff(x, dim=d), dim=grid) for d in axes]
+    # few reductions in torch, one transfer, the arithmetic on (N, C) arrays in numpy (cheap per call)
+    raw = torch.stack([low, high, mean, std, *norms], 1).cpu().numpy()
+    if not roughness:
+        return raw
+    out = np.empty((len(raw), 5, raw.shape[2]))
+    out[:, :4] = raw[:, :4]
+    std, rough = raw[:, 3], out[:, 4]
+    rough[:] = 0
+    if axes:
+        diffs = np.array([flat.shape[2] // x.shape[d] * (x.shape[d] - 1) for d in axes], dtype=np.float64)
+        rms_diff = np.sqrt((raw[:, 4:] ** 2 / diffs[:, None]).mean(1))
+        np.divide(rms_diff, std, out=rough, where=std > 0)
+    return out
+
+
+def sample_statistics(x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Statistics (N, C) of channel-first inputs x (N, C, *grid), by name."""
+    stats = statistics(x)
+    return {name: stats[:, i] for i, name in enumerate(STATISTICS)}
 
 
 def summarize(batches) -> dict:
@@ -50,18 +69,32 @@ def summarize(batches) -> dict:
     return {"grid": grid, **{name: {"low": low[name].tolist(), "high": high[name].tolist()} for name in STATISTICS}}
 
 
+class Ranges:
+    """A summary's ranges widened by ``MARGIN``, built once (a surrogate checks every call against them)."""
+
+    def __init__(self, summary: dict):
+        self.grid = summary.get("grid")
+        low = np.array([summary[name]["low"] for name in STATISTICS], dtype=np.float64)
+        high = np.array([summary[name]["high"] for name in STATISTICS], dtype=np.float64)
+        pad = MARGIN * (high - low) + 1e-9 * np.maximum(np.abs(low), np.abs(high))
+        self.low, self.high = low - pad, high + pad  # (S, C)
+
+    def same_grid(self, x: torch.Tensor) -> bool:
+        """Whether roughness is compared: it depends on the grid spacing, so only on the training grid."""
+        return list(x.shape[2:]) == self.grid
+
+    def outside(self, stats: np.ndarray) -> np.ndarray:
+        """(N,) bool from ``statistics(x, roughness=self.same_grid(x))``."""
+        s = stats.shape[1]
+        return ((stats < self.low[:s]) | (stats > self.high[:s])).any((1, 2))
+
+
 def outside(summary: dict, x: torch.Tensor) -> np.ndarray:
     """(N,) bool: which inputs x (N, C, *grid) leave the summary's ranges (widened by MARGIN)."""
-    flagged = np.zeros(len(x), dtype=bool)
     if not len(x):
-        return flagged
-    stats = sample_statistics(x)
-    same_grid = list(x.shape[2:]) == summary.get("grid")
-    for name in STATISTICS if same_grid else ("min", "max", "mean", "std"):
-        lo, hi = np.asarray(summary[name]["low"]), np.asarray(summary[name]["high"])
-        pad = MARGIN * (hi - lo) + 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
-        flagged |= ((stats[name] < lo - pad) | (stats[name] > hi + pad)).any(1)
-    return flagged
+        return np.zeros(0, dtype=bool)
+    ranges = Ranges(summary)
+    return ranges.outside(statistics(x, roughness=ranges.same_grid(x)))
 
 
 WARNING = "inputs lie outside the range of the training inputs"
