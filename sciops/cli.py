@@ -169,7 +169,8 @@ def cmd_invert(args) -> None:
     print(invert_files(args.run_dir, args.obs, args.output, plot=args.plot, device=args.device, **noise,
                        n_samples=args.samples, n_chains=args.chains, steps=args.steps, resolution=args.resolution,
                        prior=args.prior, residual_std=_residual_std(args.residual_std), model_error=args.model_error,
-                       seed=args.seed))
+                       seed=args.seed, sampler=args.sampler, pcn_steps=args.pcn_steps, calibration=args.calibration,
+                       calibration_size=args.calibration_size))
 
 
 def cmd_demo(args) -> None:
@@ -314,19 +315,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="run directory of a trained dgno")
     p.add_argument("--obs", required=True, help="observations: CSV with columns x,y,value, or HDF5 with datasets "
                    "points (M, 2) and values (M,) [and optional a_true (n, n), beta0 (latent,)]")
-    p.add_argument("-o", "--output", required=True, help="output HDF5 (a_mean, a_std, a_map, u_mean, u_std, grid)")
+    p.add_argument("-o", "--output", required=True, help="output HDF5 (a_mean, a_std, a_map, u_mean, u_std, "
+                   "band50/95 lo and hi, grid; the calibration coverage as attributes)")
     p.add_argument("--plot", help="write a PNG with true (if in the obs file) / mean / std of a")
     p.add_argument("--resolution", type=int, help="nodes per side of the output grid (default: training grid)")
     noise = p.add_mutually_exclusive_group()
     noise.add_argument("--noise-std", type=float, help="observation noise standard deviation")
     noise.add_argument("--snr-db", type=float, default=25.0, help="signal-to-noise ratio in dB (default 25)")
     p.add_argument("--samples", type=int, default=200, help="posterior draws (default 200)")
-    p.add_argument("--chains", type=int, default=4, help="MAP starts (default 4)")
-    p.add_argument("--steps", type=int, default=300, help="optimisation steps per start (default 300)")
+    p.add_argument("--chains", type=int, default=4, help="MAP starts, then sampler chains (default 4)")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps per start (default 100)")
+    p.add_argument("--sampler", choices=("pcn", "mixture", "laplace"), default="pcn",
+                   help="latent posterior: preconditioned Crank-Nicolson chains (default), a Laplace mixture over "
+                   "the MAP modes, or one Laplace approximation")
+    p.add_argument("--pcn-steps", type=int, default=400, help="pCN steps per chain, half burn-in (default 400)")
+    p.add_argument("--calibration", default="validation", help="held-out labelled problems that calibrate the "
+                   "50 %% and 95 %% bands: validation (the run's validation samples, default), a labelled dataset "
+                   "file, or none")
+    p.add_argument("--calibration-size", type=int, default=8, help="calibration problems used (default 8)")
     p.add_argument("--residual-std", default="0", help="noise level of the weak-form virtual observables: "
                    "a number (0, the default, leaves the physics term out) or auto (the model's own residual level)")
-    p.add_argument("--model-error", type=float, default=0.0, help="relative L2 error of the model's u (e.g. its "
-                   "validation error), added to the observation noise so the posterior width accounts for it")
+    p.add_argument("--model-error", type=float, help="relative L2 error of the model's u, added to the "
+                   "observation noise (default: measured on the calibration problems, 0 without them)")
     p.add_argument("--prior", choices=("aggregate", "standard"), default="aggregate",
                    help="latent prior: Gaussian fit of the encoded training distribution (default) or N(0, I)")
     p.add_argument("--seed", type=int, default=0)

@@ -69,6 +69,40 @@ import torch
 from sciops.physics.weak_form import sample_wendland_set
 
 MIN_OBSERVATIONS = 10
+SAMPLERS = ("pcn", "mixture", "laplace")
+METHODS = {"pcn": "multi-start MAP, then preconditioned Crank-Nicolson chains in whitened latent space",
+           "mixture": "multi-start MAP, Gauss-Newton Laplace mixture over the chains' modes",
+           "laplace": "multi-start MAP + Gauss-Newton Laplace in whitened latent space"}
+
+
+@torch.no_grad()
+def pcn(misfit, starts: torch.Tensor, steps: int, n_samples: int, gen: torch.Generator,
+        target: float = 0.25) -> tuple[torch.Tensor, float]:
+    """Preconditioned Crank-Nicolson for a N(0, I) prior: chains (one per start) proposing
+    z' = sqrt(1 - b^2) z + b xi, accepted with min(1, exp(misfit(z) - misfit(z'))), so the prior is
+    left invariant and only the misfit is evaluated (no gradients). b per chain adapts towards the
+    ``target`` acceptance in the first half (burn-in); ``n_samples`` draws (n_samples, m) are taken
+    evenly from the second half of all chains. Returns the draws and the acceptance rate of the second half."""
+    z = starts.clone()
+    phi = misfit(z)
+    step = torch.full((len(z),), 0.05, dtype=z.dtype, device=z.device)
+    burn = steps // 2
+    kept, accepted = [], 0.0
+    for t in range(steps):
+        xi = torch.randn(z.shape, generator=gen).to(z)
+        proposal = torch.sqrt(1 - step ** 2)[:, None] * z + step[:, None] * xi
+        phi_new = misfit(proposal)
+        accept = torch.rand(len(z), generator=gen).to(z).log() < (phi - phi_new)
+        z = torch.where(accept[:, None], proposal, z)
+        phi = torch.where(accept, phi_new, phi)
+        if t < burn:  # Robbins-Monro on log b, frozen after burn-in so the kept chain is Markov
+            step = (step * torch.exp((accept.to(z.dtype) - target) / math.sqrt(t + 1))).clamp(1e-4, 1.0)
+        else:
+            kept.append(z.clone())
+            accepted += float(accept.to(torch.float64).mean())
+    kept = torch.stack(kept, 1).reshape(-1, z.shape[1])  # (chains * kept steps, m)
+    pick = torch.linspace(0, len(kept) - 1, n_samples).round().long()
+    return kept[pick].double(), accepted / max(steps - burn, 1)
 
 
 @dataclass
@@ -87,6 +121,9 @@ class InversionResult:
     noise_std: float
     seconds: float
     settings: dict = field(default_factory=dict)
+    a_draws: np.ndarray | None = None  # (n_samples, n, n): the posterior draws of a
+    # level -> (lo, hi) (n, n): central bands of the draws, replaced by calibrated ones (inverse_calibration)
+    bands: dict = field(default_factory=dict)
 
 
 def _dgno(model):
@@ -161,11 +198,12 @@ def latent_prior(dgno, problem, n_prior: int = 512, seed: int = 0) -> tuple[torc
 
 
 def invert(model, points, values, *, noise_std: float | None = None, snr_db: float | None = None,
-           n_samples: int = 200, n_chains: int = 4, steps: int = 300, lr: float = 0.05,
+           n_samples: int = 200, n_chains: int = 4, steps: int = 100, lr: float = 0.05,
            residual_std: float | str = 0.0, model_error: float = 0.0, n_centres: int = 100,
            resolution: int | None = None,
            prior: str = "aggregate", n_prior: int = 512, problem=None, beta0=None, seed: int = 0,
-           min_points: int = MIN_OBSERVATIONS) -> InversionResult:
+           min_points: int = MIN_OBSERVATIONS, sampler: str = "pcn", pcn_steps: int = 400,
+           encoded=None) -> InversionResult:
     """Posterior estimate of the coefficient from observations of u (see the module docstring).
 
     Args:
@@ -181,9 +219,17 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         prior: "aggregate" (fitted to ``n_prior`` encoded samples of ``problem``, which defaults to
             the Surrogate's problem) or "standard" (N(0, I)).
         beta0: optional initial latent (m,) for the first chain; its size must match the model's.
+        sampler: "pcn" (default), "mixture" or "laplace" (see the module docstring); pcn_steps:
+            preconditioned Crank-Nicolson steps per chain (the second half is kept).
+        encoded: ``latent_prior(dgno, problem, n_prior)``'s result, to share it between calls.
     """
     t0 = time.perf_counter()
     dgno = _dgno(model)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if len(np.asarray(values).reshape(-1)) < min_points:
+        raise ValueError(f"{len(np.asarray(values).reshape(-1))} observations are too few for the {sampler} sampler: "
+                         f"at least {min_points} are needed")
     points, values = check_observations(points, values, min_points=min_points)
     sigma = noise_level(values, noise_std, snr_db)
     if not (np.isfinite(model_error) and model_error >= 0):
@@ -208,6 +254,10 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         raise ValueError(f"resolution must be in [2, {top:g}] (nodes per side), got {resolution}")
     if n_samples < 1 or n_chains < 1 or steps < 0:
         raise ValueError("n_samples and n_chains must be >= 1 and steps >= 0")
+    if sampler == "pcn" and pcn_steps < 20:
+        raise ValueError(f"pcn_steps must be >= 20 (half are burn-in), got {pcn_steps}")
+    if sampler == "mixture" and n_chains < 2:
+        raise ValueError("the mixture sampler mixes the MAP modes of several chains: use n_chains >= 2")
     auto_residual = isinstance(residual_std, str)
     if auto_residual and residual_std != "auto":
         raise ValueError(f"residual_std must be a number or 'auto', got {residual_std!r}")
@@ -227,7 +277,8 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
     for p in dgno.parameters():
         p.requires_grad_(False)
     try:
-        encoded = latent_prior(dgno, problem, n_prior, seed=seed) if problem is not None else None
+        if encoded is None and problem is not None:
+            encoded = latent_prior(dgno, problem, n_prior, seed=seed)
         if prior == "aggregate":
             m0, chol_prior, candidates = encoded
         else:
@@ -289,17 +340,36 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         best = int(torch.argmin(energies))
         z_map = z.detach()[best]
 
-        # 2. Laplace approximation with the Gauss-Newton Hessian in z
-        jac = torch.autograd.functional.jacobian(lambda v: residuals(v[None])[0], z_map, vectorize=True)
-        hessian = jac.T.double() @ jac.double() + torch.eye(m, dtype=torch.float64, device=device)
-        chol = torch.linalg.cholesky(hessian)
+        # 2. posterior draws in z
+        def laplace(z0: torch.Tensor) -> tuple[torch.Tensor, float]:
+            """Cholesky factor of the Gauss-Newton Hessian at z0 and its log-determinant."""
+            jac = torch.autograd.functional.jacobian(lambda v: residuals(v[None])[0], z0, vectorize=True)
+            chol = torch.linalg.cholesky(jac.T.double() @ jac.double() + torch.eye(m, dtype=torch.float64, device=device))
+            return chol, 2.0 * float(torch.log(torch.diagonal(chol)).sum())
+
+        def gaussian(z0: torch.Tensor, chol: torch.Tensor, k: int) -> torch.Tensor:
+            noise = torch.randn(k, m, generator=gen, dtype=torch.float64).to(device)
+            return z0.double() + torch.linalg.solve_triangular(chol.T, noise.T, upper=True).T
+
+        acceptance = None
+        if sampler == "laplace":
+            draws = gaussian(z_map, laplace(z_map)[0], n_samples)
+        elif sampler == "mixture":
+            # one Laplace component per chain, weighted by its evidence exp(-E) |H|^(-1/2)
+            parts = [laplace(zk) for zk in z.detach()]
+            logw = -energies.double().cpu() - 0.5 * torch.tensor([p[1] for p in parts], dtype=torch.float64)
+            counts = torch.multinomial(torch.softmax(logw, 0), n_samples, replacement=True, generator=gen)
+            counts = torch.bincount(counts, minlength=n_chains)
+            draws = torch.cat([gaussian(zk, parts[k][0], int(counts[k])) for k, zk in enumerate(z.detach())
+                               if counts[k] > 0])
+        else:
+            draws, acceptance = pcn(lambda v: 0.5 * residuals(v).pow(2).sum(1), z.detach(), pcn_steps,
+                                    n_samples, gen)
 
         # 3. posterior draws decoded on the output grid
         from sciops.operators.dgno import grid_points
 
         with torch.no_grad():
-            noise = torch.randn(n_samples, m, generator=gen, dtype=torch.float64).to(device)
-            draws = z_map.double() + torch.linalg.solve_triangular(chol.T, noise.T, upper=True).T
             grid_basis = dgno.basis(grid_points(resolution, resolution, device=device, dtype=dtype), a=True)
             a_draws, u_draws = [], []
             for chunk in draws.to(dtype).split(64):
@@ -315,13 +385,23 @@ def invert(model, points, values, *, noise_std: float | None = None, snr_db: flo
         dgno.train(was_training)
     shape = (resolution, resolution)
     as_grid = lambda t: t.reshape(shape).cpu().numpy().astype(np.float32)  # noqa: E731
+    draws_np = a_draws.reshape(-1, *shape).cpu().numpy()
     settings = dict(n_samples=n_samples, n_chains=n_chains, steps=steps, lr=lr, residual_std=residual_std,
                     model_error=model_error, n_centres=n_centres, resolution=resolution, prior=prior,
                     n_prior=n_prior, seed=seed,
-                    n_observations=len(points), snr_db=snr_db,
-                    method="multi-start MAP + Gauss-Newton Laplace in whitened latent space")
+                    n_observations=len(points), snr_db=snr_db, sampler=sampler, pcn_steps=pcn_steps,
+                    pcn_acceptance=acceptance, method=METHODS[sampler])
     return InversionResult(
         grid=np.linspace(0.0, 1.0, resolution), a_mean=as_grid(a_draws.mean(0)), a_std=as_grid(a_draws.std(0)),
         a_map=as_grid(at_map["a"][0]), u_mean=as_grid(u_draws.mean(0)), u_std=as_grid(u_draws.std(0)),
         beta_map=beta_map[0].cpu().numpy(), chain_energies=energies.cpu().numpy(), noise_std=sigma,
-        seconds=time.perf_counter() - t0, settings=settings)
+        seconds=time.perf_counter() - t0, settings=settings, a_draws=draws_np, bands=central_bands(draws_np))
+
+
+def central_bands(a_draws: np.ndarray, levels=(0.5, 0.95)) -> dict:
+    """level -> (lo, hi): the pointwise central quantile bands of draws (S, n, n)."""
+    out = {}
+    for p in levels:
+        lo, hi = np.quantile(a_draws, [(1 - p) / 2, (1 + p) / 2], axis=0)
+        out[p] = (lo.astype(np.float32), hi.astype(np.float32))
+    return out

@@ -10,34 +10,99 @@ import h5py
 import numpy as np
 
 from sciops.files import atomic_write
-from sciops.workflows.inverse import InversionResult, invert
+from sciops.workflows.inverse import InversionResult, check_observations, invert
+from sciops.workflows.inverse_calibration import (
+    MIN_CALIBRATION,
+    calibrate,
+    calibrated_bands,
+    check_calibration_set,
+    coverage,
+    shared_prior,
+    surrogate_error,
+)
 
 
 def invert_files(run_dir: str | Path, observations: str | Path, output: str | Path, *, plot: str | Path | None = None,
-                 device=None, **settings) -> str:
-    """Invert the observations of a file with the DGNO run ``run_dir``, write the result (and the
-    figure); the one-line summary. ``settings`` are :func:`sciops.workflows.inverse.invert`'s."""
+                 device=None, calibration: str | Path = "validation", calibration_size: int = 8,
+                 model_error: float | None = None, **settings) -> str:
+    """Invert the observations of a file with the DGNO run ``run_dir``, calibrate the bands on held-out
+    labelled problems (``calibration``: "validation", the run's validation samples; a labelled
+    dataset file; or "none"), write the result (and the figure); the summary lines. ``model_error``
+    None: measured on the calibration problems (0 without them). ``settings`` are
+    :func:`sciops.workflows.inverse.invert`'s."""
     import sciops
 
     obs = read_observations(observations)
     surrogate = sciops.load(run_dir, device=device)
-    result = invert(surrogate, obs["points"], obs["values"], beta0=obs.get("beta0"), **settings)
+    cal_set = calibration_set(surrogate, calibration, calibration_size)
+    if model_error is None:
+        model_error = 0.0 if cal_set is None else surrogate_error(surrogate, *cal_set, check_observations(
+            obs["points"], obs["values"])[0])
+    encoded = shared_prior(surrogate, settings.get("problem"), settings.get("n_prior", 512), settings.get("seed", 0))
+    result = invert(surrogate, obs["points"], obs["values"], beta0=obs.get("beta0"), model_error=model_error,
+                    encoded=encoded, **settings)
+    if cal_set is not None:  # after the inversion, so that bad input fails before the calibration's work
+        noise = {k: settings.get(k) for k in ("noise_std", "snr_db")}
+        rest = {k: v for k, v in settings.items() if k not in ("noise_std", "snr_db", "resolution")}
+        cal = calibrate(surrogate, obs["points"], *cal_set, model_error=model_error, encoded=encoded, **noise, **rest)
+        calibrated_bands(surrogate, result, cal)
     a_true = obs.get("a_true")
     if a_true is not None and a_true.shape != result.a_mean.shape:
         a_true = None  # stored on another grid: not comparable pointwise
     save_result(result, output, a_true=a_true)
     if plot:
         plot_inversion(result, plot, a_true=a_true, points=obs["points"])
-    line = (f"inverted {len(obs['values'])} observations into {output}: noise std {result.noise_std:.3g}, "
-            f"mean a std {float(result.a_std.mean()):.3g}, {result.seconds:.1f} s")
+    line = (f"inverted {len(obs['values'])} observations into {output}: noise std {result.noise_std:.3g} "
+            f"(model_error {model_error:.3g}), mean a std {float(result.a_std.mean()):.3g}, {result.seconds:.1f} s")
     if a_true is not None:
         line += f", rel. L2 error of a {np.linalg.norm(result.a_mean - a_true) / np.linalg.norm(a_true):.3g}"
-    return line
+        line += "".join(f", truth inside the {round(100 * p)} % band at {coverage(lo, hi, a_true):.1%} of points"
+                        for p, (lo, hi) in result.bands.items())
+    if cal_set is None:
+        return line + "\nbands not calibrated (--calibration none): no coverage figure; the raw bands of the " \
+                      "draws are usually far too narrow"
+    return line + (f"\n95 % band coverage on the calibration set ({cal.n_problems} held-out problems, "
+                   f"leave-one-out): {cal.coverage[0.95]:.1%} (50 % band: {cal.coverage[0.5]:.1%}); "
+                   f"calibration {cal.seconds:.1f} s")
+
+
+def calibration_set(surrogate, source: str | Path, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(a, u) of up to ``size`` held-out labelled problems (K, n, n): the run's validation samples
+    ("validation"), the first samples of a dataset file, or None ("none")."""
+    if str(source) == "none":
+        return None
+    if size < MIN_CALIBRATION:
+        raise ValueError(f"calibration size {size} is too small: use at least {MIN_CALIBRATION} problems")
+    from sciops.datasets import open_dataset
+
+    if str(source) == "validation":
+        spec = getattr(surrogate, "spec", None)
+        data = None if spec is None else spec.data
+        if data is None or not Path(data.path).is_file():
+            where = "" if data is None else f" ({data.path})"
+            raise ValueError(f"the run's validation data{where} is not there for the calibration: pass --calibration "
+                             "FILE (labelled samples of the problem, e.g. from sciops generate) or --calibration none")
+        indices = list(range(data.n_samples - data.n_val, data.n_samples))[:size]
+        path = Path(data.path)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"calibration file {path} not found: give a labelled dataset, validation or none")
+        indices = None
+    ds = open_dataset(path)
+    indices = indices if indices is not None else list(range(min(size, ds.n_samples)))
+    a, u = ds.get_batch(indices)
+    if a.dim() != 4 or a.shape != u.shape or a.shape[1] != 1:
+        raise ValueError(f"calibration file {path} must hold a coefficient a and a solution u on one grid, "
+                         f"got shapes {tuple(a.shape)} and {tuple(u.shape)}")
+    return check_calibration_set(a[:, 0].numpy(), u[:, 0].numpy())
 
 
 def save_result(result: InversionResult, path: str | Path, a_true: np.ndarray | None = None) -> Path:
     """Write an HDF5 file: datasets a_mean, a_std, a_map, u_mean, u_std, grid/x, grid/y, beta_map,
-    chain_energies (and a_true if given); attributes noise_std, seconds and the settings (JSON)."""
+    chain_energies, band50/lo, band50/hi, band95/lo, band95/hi (and a_true if given); attributes
+    noise_std, seconds, the settings (JSON) and, when calibrated, calibration_coverage50/95 (the
+    leave-one-out coverage of the bands on the calibration set)."""
     path = Path(path)
     buffer = io.BytesIO()  # built in memory: a full disk then fails a plain write, not HDF5's close
     with h5py.File(buffer, "w") as h5:
@@ -47,6 +112,12 @@ def save_result(result: InversionResult, path: str | Path, a_true: np.ndarray | 
         h5.create_dataset("grid/y", data=result.grid)
         if a_true is not None:
             h5.create_dataset("a_true", data=np.asarray(a_true, dtype=np.float32))
+        for p, (lo, hi) in result.bands.items():
+            h5.create_dataset(f"band{round(100 * p)}/lo", data=lo)
+            h5.create_dataset(f"band{round(100 * p)}/hi", data=hi)
+        for key, value in result.settings.get("calibration", {}).items():
+            if key.startswith("coverage"):
+                h5.attrs[f"calibration_{key}"] = value
         h5.attrs["noise_std"] = result.noise_std
         h5.attrs["seconds"] = result.seconds
         h5.attrs["settings"] = json.dumps(result.settings)

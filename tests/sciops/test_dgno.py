@@ -36,7 +36,8 @@ from sciops.physics.weak_form import (
     wendland_set,
 )
 from sciops.training import TrainConfig
-from sciops.workflows.inverse import MIN_OBSERVATIONS, invert
+from sciops.workflows.inverse import MIN_OBSERVATIONS, invert, pcn
+from sciops.workflows.inverse_calibration import calibrate, calibrated_bands, coverage, fit, observe
 from sciops.workflows.inverse_io import read_observations, save_result
 
 SMALL_DGNO = dict(latent=16, width=32, layers=3, inner=2, encoder_channels=8, centres=48, quad_radial=4,
@@ -448,6 +449,97 @@ def test_invert_rejects_latent_size_mismatch_and_non_dgno(dgno_run, observations
         invert(sciops.load(run_dir), points, values)
 
 
+def test_pcn_samples_a_known_gaussian_posterior():
+    """Linear model y = A z + noise, prior N(0, I): the posterior is N(S A^T y / s^2, S), S = (I + A^T A / s^2)^-1."""
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y, s = torch.randn(6, generator=gen, dtype=torch.float64), 0.7
+    cov = torch.linalg.inv(torch.eye(3, dtype=torch.float64) + A.T @ A / s ** 2)
+    mean = cov @ A.T @ y / s ** 2
+    misfit = lambda z: 0.5 * ((z @ A.T - y) / s).pow(2).sum(1)  # noqa: E731
+    draws, acceptance = pcn(misfit, torch.zeros(16, 3, dtype=torch.float64), 3000, 8000, gen)
+    assert 0.1 < acceptance < 0.5
+    assert torch.allclose(draws.mean(0), mean, atol=0.06)
+    assert torch.allclose(torch.cov(draws.T), cov, atol=0.03)
+
+
+def test_conformal_fit_recovers_gaussian_quantiles():
+    """Truth = mean + std * N(0, 1): the calibrated half-widths q (std + floor) are the normal
+    quantiles times std (the interval score picks a floor near 0, not a constant-width band)."""
+    rng = np.random.default_rng(0)
+    means = rng.uniform(6, 9, (10, 20, 20))
+    stds = rng.uniform(0.05, 0.5, means.shape)
+    truths = means + stds * rng.standard_normal(means.shape)
+    factors, cover, width = fit(means, stds, truths, 5.0, None)
+    for level, normal in ((0.5, 0.674), (0.95, 1.96)):
+        q, floor = factors[level]
+        assert floor <= 0.003
+        for std in (0.1, 0.275, 0.45):
+            assert q * (std + 5.0 * floor) == pytest.approx(normal * std, rel=0.1)
+    assert cover[0.5] == pytest.approx(0.5, abs=0.03) and cover[0.95] == pytest.approx(0.95, abs=0.02)
+    assert width[0.95] > width[0.5] > 0
+
+
+def test_observe_interpolates_bilinear_fields_exactly():
+    n = 9
+    x = np.linspace(0, 1, n)
+    field = 2.0 * x[None, :] - 3.0 * x[:, None] + 1.0  # (y, x)
+    points = np.random.default_rng(0).uniform(0, 1, (50, 2))
+    np.testing.assert_allclose(observe(field, points), 2 * points[:, 0] - 3 * points[:, 1] + 1, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def held_out(dgno_run):
+    """The run's validation samples (never trained on): 18 labelled problems."""
+    from sciops.datasets import open_dataset
+
+    path, _, _ = dgno_run
+    a, u = open_dataset(path).get_batch(list(range(162, 180)))
+    return a[:, 0].numpy(), u[:, 0].numpy()
+
+
+def test_calibrated_bands_cover_fresh_problems(dgno_run, held_out):
+    """Calibrated on 6 held-out problems, the bands cover 3 fresh ones about as often as they say,
+    where the raw bands of the draws cover far less (a broken calibration misses either bound)."""
+    _, run_dir, _ = dgno_run
+    model = sciops.load(run_dir)
+    a_cal, u_cal = held_out
+    rng = np.random.default_rng(1)
+    points = rng.uniform(0.05, 0.95, (60, 2))
+    cal = calibrate(model, points, a_cal[:6], u_cal[:6], snr_db=25.0, **FAST_INVERSION)
+    assert 0.0 < cal.model_error < 0.5 and cal.n_problems == 6
+    assert 0.8 <= cal.coverage[0.95] <= 1.0 and 0.3 <= cal.coverage[0.5] <= 0.7
+    hits, raw = {0.5: [], 0.95: []}, []
+    for k in range(6, 9):
+        clean = observe(u_cal[k], points)
+        values = clean + np.sqrt(np.mean(clean ** 2) / 10 ** 2.5) * rng.standard_normal(len(clean))
+        result = invert(model, points, values, snr_db=25.0, model_error=cal.model_error, seed=k, **FAST_INVERSION)
+        raw.append(coverage(*result.bands[0.95], a_cal[k]))
+        for level, (lo, hi) in calibrated_bands(model, result, cal).items():
+            assert np.all(lo <= result.a_mean + 1e-5) and np.all(hi >= result.a_mean - 1e-5)
+            hits[level].append(coverage(lo, hi, a_cal[k]))
+    assert 0.75 <= np.mean(hits[0.95]) <= 1.0 and 0.2 <= np.mean(hits[0.5]) <= 0.8
+    assert np.mean(raw) < 0.5
+    assert result.settings["calibration"]["coverage95"] == cal.coverage[0.95]
+
+
+def test_samplers_and_their_bad_input(dgno_run, observations, held_out):
+    _, run_dir, _ = dgno_run
+    _, points, values = observations
+    model = sciops.load(run_dir)
+    for sampler in ("laplace", "mixture"):
+        result = invert(model, points, values, snr_db=25.0, sampler=sampler, **FAST_INVERSION)
+        assert result.a_draws.shape == (16, 29, 29) and result.settings["sampler"] == sampler
+    with pytest.raises(ValueError, match="mixes the MAP modes of several chains: use n_chains >= 2"):
+        invert(model, points, values, snr_db=25.0, sampler="mixture", n_chains=1)
+    with pytest.raises(ValueError, match="pcn_steps must be >= 20"):
+        invert(model, points, values, snr_db=25.0, pcn_steps=5)
+    with pytest.raises(ValueError, match="too few for the pcn sampler"):
+        invert(model, points[:5], values[:5], snr_db=25.0)
+    with pytest.raises(ValueError, match="3 calibration problems are too few"):
+        calibrate(model, points, held_out[0][:3], held_out[1][:3], snr_db=25.0)
+
+
 def _write_csv(path, points, values):
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -463,16 +555,25 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
         h5["points"], h5["values"], h5["a_true"] = points, values, a_true
     out, fig = tmp_path / "post.h5", tmp_path / "post.png"
     args = ["invert", str(run_dir), "--obs", str(obs), "-o", str(out), "--plot", str(fig),
-            "--samples", "8", "--chains", "1", "--steps", "20"]
-    assert main(args) == 0
-    assert "rel. L2 error of a" in capsys.readouterr().out
+            "--samples", "8", "--chains", "1", "--steps", "20", "--pcn-steps", "40"]
+    assert main(args + ["--calibration-size", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "rel. L2 error of a" in printed
+    line = next(x for x in printed.splitlines() if "95 % band coverage on the calibration set" in x)
+    with h5py.File(out, "r") as h5:
+        stored = h5.attrs["calibration_coverage95"]
+        assert {"band50", "band95"} <= set(h5) and h5["band95/lo"].shape == (29, 29)
+        assert json.loads(h5.attrs["settings"])["calibration"]["n_problems"] == 5
+    assert f"{stored:.1%}" in line and 0.0 < stored <= 1.0
     assert out.is_file() and fig.stat().st_size > 0
     csv_obs = tmp_path / "obs.csv"
     _write_csv(csv_obs, points, values)
     loaded = read_observations(csv_obs)
     assert np.allclose(loaded["points"], points) and np.allclose(loaded["values"], values)
     assert main(["invert", str(run_dir), "--obs", str(csv_obs), "-o", str(tmp_path / "c.h5"), "--residual-std", "0",
-                 "--noise-std", "0.01", "--resolution", "9", "--samples", "4", "--chains", "1", "--steps", "5"]) == 0
+                 "--noise-std", "0.01", "--resolution", "9", "--samples", "4", "--chains", "1", "--steps", "5",
+                 "--calibration", "none"]) == 0
+    assert "bands not calibrated" in capsys.readouterr().out
     with h5py.File(tmp_path / "c.h5", "r") as h5:
         assert h5["a_mean"].shape == (9, 9)
 
@@ -487,6 +588,8 @@ def test_invert_cli_end_to_end(dgno_run, observations, tmp_path, capsys):
     ("header", "columns x, y, value"),
     ("residual", "--residual-std"),
     ("resolution", "resolution must be in [2, 2049] (nodes per side), got 100000"),
+    ("calibration", "calibration file nowhere.h5 not found"),
+    ("calibration_size", "calibration size 2 is too small"),
 ])
 def test_invert_cli_bad_input_exits_2(dgno_run, observations, tmp_path, capsys, case, message):
     _, run_dir, _ = dgno_run
@@ -511,7 +614,8 @@ def test_invert_cli_bad_input_exits_2(dgno_run, observations, tmp_path, capsys, 
         obs.write_text("a,b,c\n0.5,0.5,1.0\n")
     else:
         _write_csv(obs, points, values)
-    extra = {"residual": ["--residual-std", "big"], "resolution": ["--resolution", "100000"]}.get(case, [])
+    extra = {"residual": ["--residual-std", "big"], "resolution": ["--resolution", "100000"],
+             "calibration": ["--calibration", "nowhere.h5"], "calibration_size": ["--calibration-size", "2"]}.get(case, [])
     code = main(["invert", str(run_dir), "--obs", str(obs), "-o", str(tmp_path / "x.h5"), "--steps", "1", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
@@ -532,6 +636,23 @@ def test_invert_cli_checkpoint_latent_mismatch_exits_2(dgno_run, observations, t
     _write_csv(obs, points, values)
     assert main(["invert", str(edited), "--obs", str(obs), "-o", str(tmp_path / "x.h5")]) == 2
     assert "does not match the operator" in capsys.readouterr().err
+
+
+def test_invert_cli_without_the_runs_validation_data_exits_2(dgno_run, observations, tmp_path, capsys):
+    import shutil
+
+    _, run_dir, _ = dgno_run
+    _, points, values = observations
+    moved = tmp_path / "run"
+    shutil.copytree(run_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    config["data"]["path"] = str(tmp_path / "gone.h5")
+    (moved / "config.json").write_text(json.dumps(config))
+    obs = tmp_path / "obs.csv"
+    _write_csv(obs, points, values)
+    assert main(["invert", str(moved), "--obs", str(obs), "-o", str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "validation data" in err and "--calibration none" in err and "Traceback" not in err
 
 
 def test_observation_files_from_spreadsheets_and_bad_files(tmp_path):
