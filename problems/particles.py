@@ -41,6 +41,10 @@ Time step: ``dt`` defaults to the largest step the solver's elastic-wave check a
 materials in use (``sciops.solvers.mpm.stable_time_step``); a larger one is refused by ``get``.
 ``solve`` is a pure function of the inputs; a trajectory that becomes unstable raises
 ``MPMStabilityError`` (a ValueError) naming the sample.
+
+Ladder (``ladder()``): the same MPM on coarser grids (half and a quarter of the cells per side, at
+least 8), each with the largest stable step that divides the frame interval, so the frames fall at
+the same times.
 """
 from __future__ import annotations
 
@@ -49,7 +53,7 @@ import time
 import numpy as np
 import torch
 
-from sciops.problems.base import Field, Param, Problem
+from sciops.problems.base import Field, Param, Problem, Rung
 from sciops.solvers import mpm
 
 MATERIALS = mpm.KINDS + ("mixed",)
@@ -212,6 +216,23 @@ class Particles(Problem):
             torch.set_num_threads(threads)
         positions = np.stack(out)
         return positions[0] if single else positions
+
+    def ladder(self) -> list[Rung]:
+        """Coarser MPM grids recording the same frames (module docstring), cheapest first."""
+        frame_dt = self.dt * self.params["stride"]
+        rungs = []
+        for cells in (self.cells // 4, self.cells // 2):
+            if cells < 8:
+                continue
+            limit = self.with_params(grid=cells, dt=None).dt
+            stride = int(np.ceil(frame_dt / limit * (1 - 1e-12)))
+            try:
+                coarse = self.with_params(grid=cells, dt=frame_dt / stride, stride=stride)
+            except ValueError as exc:
+                rungs.append(Rung(f"grid {cells}", None, f"refused: {exc}"))
+                continue
+            rungs.append(Rung(f"grid {cells} (stride {stride})", coarse.solve))
+        return rungs
 
     def solve(self, inputs):
         """Positions (batch, T, P, dim) float32 of the inputs dict (position0, velocity0, particle_type,

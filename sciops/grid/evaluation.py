@@ -38,7 +38,7 @@ import torch
 
 from sciops.datasets.progress import Progress
 from sciops.grid.baseline import baseline_outputs
-from sciops.grid.ladder import batch_seconds, measure_ladder, single_seconds, speed_report
+from sciops.ladder import batch_seconds, measure_ladder, single_seconds, speed_report
 from sciops.losses import LpLoss, SobolevLoss, loss_options
 from sciops.reporting import public, summary_stats  # noqa: F401  (public: part of the report API)
 from sciops.runs.input_summary import counted_not_warned
@@ -206,6 +206,9 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
     }
     report["ladder"] = (measure_ladder(problem.ladder(), model_inputs, lambda out: float(metrics(out)["rel_l2"].mean()),
                                        solver_per_sample) if with_ladder else None)
+    report["accuracy_cost"] = {"metric": "mean relative L2 error", "unit": "trajectory" if trajectory else "sample",
+                               "surrogate_error": float(errors["rel_l2"].mean()),
+                               "surrogate_seconds": [surrogate_per_sample, surrogate_batch1]}
     report.update(speed_report(report["ladder"] or [], float(errors["rel_l2"].mean()),
                                (surrogate_per_sample, surrogate_batch1), (solver_per_sample, solver_batch1)))
     if not with_ladder:
@@ -348,10 +351,10 @@ def speed_sentence(report: dict, unit: str) -> str:
         note = report.get(f"speedup_equal_accuracy{suffix}_note", "")
         nominal = report.get(f"speedup{suffix}", float("nan"))
         if value is None:
-            parts.append(f"at {where}: {nominal:.3g}x nominal, no equal-accuracy figure ({note})")
+            parts.append(f"at {where}: speedup {nominal:.3g}x nominal, no equal-accuracy figure ({note})")
             continue
         verdict = " - an equally accurate solve is faster" if value < 1 else ""
-        parts.append(f"at {where}: {nominal:.3g}x nominal, {value:.3g}x at equal accuracy ({note}){verdict}")
+        parts.append(f"at {where}: speedup {nominal:.3g}x nominal, {value:.3g}x at equal accuracy ({note}){verdict}")
     return text + "; " + "; ".join(parts)
 
 

@@ -25,7 +25,8 @@ def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0,
         lx = ly = extent
     if field.ndim == 4:  # a 3D field with channels (radar's real and imaginary parts): its magnitude
         field = np.linalg.norm(field, axis=-1)
-    if field.ndim == 3:
+    if field.ndim == 3:  # a volume: its middle slice along the first axis, said in the title
+        title = f"{title}\n(slice {field.shape[0] // 2} of {field.shape[0]} along the first axis)"
         field = field[field.shape[0] // 2]
     if field.ndim == 1:
         ax.plot(np.linspace(0, lx, len(field)), field)
@@ -82,45 +83,10 @@ def plot_comparison(report: dict, path: str | Path) -> Path:
         extent = arrays.get("extent", 1.0)
         fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
         _image(axes[0], field_in, f"input {name_in}", extent=extent)
-        _image(axes[1], ref, f"reference {name_out} (solver)", extent=extent)
-        _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent)
+        scale = dict(vmin=float(min(ref.min(), pred.min())), vmax=float(max(ref.max(), pred.max())))  # one scale
+        _image(axes[1], ref, f"reference {name_out} (solver)", extent=extent, **scale)
+        _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent, **scale)
         _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent)
         fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median error of {report['samples']})")
     return save_figure(fig, path)
 
-
-def plot_accuracy_cost(report: dict, path: str | Path) -> Path:
-    """The surrogate on its solver's accuracy-cost curve: mean relative error against seconds per sample
-    (log-log), the ladder's rungs as a line and the surrogate as a point, at the evaluation batch and
-    at batch 1 (one panel each)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rungs = [r for r in report.get("ladder") or [] if r.get("error") is not None]
-    error = report["metrics"]["rel_l2"]["mean"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for ax, (suffix, key, where) in zip(axes, (("", "seconds_per_sample", f"batch {report['samples']}"),
-                                              ("_batch1", "seconds_per_sample_batch1", "batch 1"))):
-        points = sorted((r[key], r["error"], r["label"]) for r in rungs)
-        if points:
-            ax.plot([p[0] for p in points], [max(p[1], 1e-16) for p in points], "o-", color="tab:blue",
-                    label="solver ladder")
-            for cost, err, label in points:
-                ax.annotate(label, (cost, max(err, 1e-16)), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.plot([report[f"surrogate_seconds_per_sample{suffix}"]], [error], "*", color="tab:red", markersize=14,
-                label=f"{report['operator']} surrogate")
-        value = report.get(f"speedup_equal_accuracy{suffix}")
-        nominal = report.get(f"speedup{suffix}", float("nan"))
-        ax.set_title(f"{where}: {nominal:.3g}x nominal, "
-                     + (f"{value:.3g}x at equal accuracy" if value is not None else "no equal-accuracy figure"),
-                     fontsize=9)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("seconds per sample")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("mean relative L2 error against the reference")
-    fig.suptitle(f"{report['operator']} on {report['problem']['name']}: accuracy against cost", fontsize=10)
-    return save_figure(fig, path)

@@ -20,7 +20,12 @@ Reported (positions in m, errors in m^2):
 * speed: ``solver_seconds_per_trajectory`` is the simulator's time for the same S frames (its time
   for the T - 1 frame intervals of the trajectory times S / (T - 1)), ``surrogate_seconds_per_trajectory``
   the surrogate's wall time for the S-frame rollout (after one warm-up call, on its device, with
-  neighbour searches and reconstruction), and ``speedup`` their ratio.
+  neighbour searches and reconstruction), and ``speedup`` their ratio. Beside it always the speedup at
+  equal accuracy (``sciops.ladder``): with ``fresh=N`` the problem's ladder (the same MPM on coarser
+  grids) simulates the same initial states, is scored by the same position MSE over the S frames and
+  timed per trajectory (scaled by S / (T - 1) as the reference), and ``speedup_equal_accuracy`` is the
+  surrogate's time against the cheapest equally accurate solve; stored data hold no initial states
+  of the simulator's form, so ``data=FILE`` says there is no such figure.
 
 :func:`markdown`, :func:`summary_line` and :func:`plot` (MSE against frame, and the last frame of
 the median trajectory with both point clouds) format the report; ``sciops evaluate`` calls them
@@ -35,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.progress import Progress
+from sciops.ladder import measure_ladder, speed_report
 from sciops.reporting import speed_text, summary_stats
 
 MAX_TABLE_ROWS = 20  # rows of the per-step table in the markdown report
@@ -43,16 +49,18 @@ MAX_TABLE_ROWS = 20  # rows of the per-step table in the markdown report
 def _fresh_trajectories(surrogate, n: int, progress_enabled: bool | None):
     problem = surrogate.problem
     seed = surrogate.spec.fresh_seed(n)
-    positions, types, seconds = [], [], 0.0
+    positions, types, seconds, initial = [], [], 0.0, []
     bar = Progress(n, desc="reference simulations", unit="simulation", mode=progress_enabled)
     for i in range(n):
         inputs, outputs, solve_seconds = problem.generate(1, seed, start=i)
         positions.append(outputs["position"][0])
         types.append(inputs["particle_type"][0].astype(np.int64))
+        initial.append(inputs)
         seconds += solve_seconds
         bar.update(1)
     bar.close()
-    return np.stack(positions), np.stack(types), seconds, {"fresh": n, "seed": seed}
+    states = {k: np.concatenate([s[k] for s in initial]) for k in initial[0]}
+    return np.stack(positions), np.stack(types), seconds, {"fresh": n, "seed": seed}, states
 
 
 def _stored_trajectories(surrogate, data):
@@ -61,7 +69,7 @@ def _stored_trajectories(surrogate, data):
     positions, types, attrs = read_trajectories(data)
     surrogate.problem.check_same_operator(attrs["problem_params"], surrogate.spec.problem.params, data)
     source = {"data": str(data), "seed": int(attrs["seed"])}
-    return positions, types, float(attrs.get("solve_seconds", float("nan"))), source
+    return positions, types, float(attrs.get("solve_seconds", float("nan"))), source, None
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None,
@@ -72,8 +80,8 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
     if fresh is not None and fresh < 1:
         raise ValueError(f"fresh must be >= 1, got {fresh}")
     spec = surrogate.spec
-    positions, types, solve_seconds, source = (_fresh_trajectories(surrogate, fresh, progress_enabled)
-                                               if fresh is not None else _stored_trajectories(surrogate, data))
+    positions, types, solve_seconds, source, states = (_fresh_trajectories(surrogate, fresh, progress_enabled)
+                                                       if fresh is not None else _stored_trajectories(surrogate, data))
     N, T, P, _ = positions.shape
     H = surrogate.stepper.history
     steps = T - H - 1
@@ -122,10 +130,36 @@ def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = N
         "speedup": solver / surrogate_seconds,
         "device": str(surrogate.device),
     }
+    report.update(_equal_accuracy(surrogate.problem, states, truth, H, (T - 1), float(err.mean()), surrogate_seconds,
+                                  solver))
+    report["accuracy_cost"] = {"metric": "position MSE (m^2)", "unit": "trajectory",
+                               "surrogate_error": float(err.mean()), "surrogate_seconds": [surrogate_seconds] * 2}
     median = int(np.argsort(err.mean(1))[N // 2])
     report["_arrays"] = {"index": median, "reference": truth[median], "prediction": pred[median],
                          "inputs": positions[median, :H + 1], "particle_type": types[median]}
     return report
+
+
+def _equal_accuracy(problem, states, truth, H: int, intervals: int, error: float, surrogate_seconds: float,
+                    solver_seconds: float) -> dict:
+    """The ladder's points and the speedups beside the nominal one (module docstring)."""
+    if states is None:
+        out = speed_report([], error, (surrogate_seconds,) * 2, (solver_seconds,) * 2)
+        for suffix in ("", "_batch1"):
+            out[f"speedup_equal_accuracy{suffix}_note"] = "stored data: evaluate with --fresh N to measure the ladder"
+        return {"ladder": None, **out}
+    steps = truth.shape[1]
+
+    def position_mse(out):
+        return float(((np.asarray(out, np.float64)[:, H + 1:] - truth) ** 2).mean())
+
+    scale = steps / intervals  # the rung simulates every frame interval; the rollout replaces S of them
+    ladder = measure_ladder(problem.ladder(), states, position_mse, solver_seconds / scale)
+    for point in ladder:
+        for key in ("seconds_per_sample", "seconds_per_sample_batch1"):
+            if point[key] is not None:
+                point[key] *= scale
+    return {"ladder": ladder, **speed_report(ladder, error, (surrogate_seconds,) * 2, (solver_seconds,) * 2)}
 
 
 def _count(n: int) -> str:
@@ -133,7 +167,12 @@ def _count(n: int) -> str:
 
 
 def _speed(report: dict) -> str:
-    return speed_text(report["solver_seconds_per_trajectory"], report["surrogate_seconds_per_trajectory"], "trajectory")
+    text = speed_text(report["solver_seconds_per_trajectory"], report["surrogate_seconds_per_trajectory"], "trajectory")
+    value, note = report.get("speedup_equal_accuracy"), report.get("speedup_equal_accuracy_note", "")
+    if value is None:
+        return f"{text}; no equal-accuracy figure ({note})"
+    return (f"{text} nominal, {value:.3g}x at equal accuracy ({note})"
+            + (" - an equally accurate simulation is faster" if value < 1 else ""))
 
 
 def markdown(report: dict, title: str = "Evaluation") -> str:

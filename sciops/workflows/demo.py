@@ -50,9 +50,10 @@ def run_demo(out: Path, *, quick: bool = False, progress: bool | None = None) ->
     from sciops.datasets import generate
     from sciops.datasets.schema import DatasetExistsError
     from sciops.grid.evaluation import evaluate, markdown, public, summary_line
-    from sciops.grid.figures import plot_accuracy_cost, plot_comparison
+    from sciops.grid.figures import plot_comparison
     from sciops.grid.surrogate import Surrogate
     from sciops.grid.trainer import train
+    from sciops.plotting import plot_accuracy_cost
     from sciops.training import TrainConfig
 
     s = QUICK if quick else DemoSettings()

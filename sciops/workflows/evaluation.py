@@ -43,7 +43,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
     if plot:
         kind.plot(report, plot)
         if report.get("ladder"):
-            from sciops.grid.figures import plot_accuracy_cost
+            from sciops.plotting import plot_accuracy_cost
 
             cost = Path(plot).with_name(f"{Path(plot).stem}-accuracy-cost.png")
             plot_accuracy_cost(report, cost)

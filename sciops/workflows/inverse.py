@@ -42,15 +42,36 @@ Algorithm (documented approximation):
      chain with the lowest energy is kept (all final energies are reported). Starts: with the
      aggregate prior, the encoded prior samples of lowest energy; with the standard prior, 0 and
      draws from N(0, I). ``beta0`` replaces the first start.
-  2. Laplace approximation at the MAP with the Gauss-Newton Hessian in z,
-     H = J_u^T J_u / sigma^2 + J_r^T J_r / sigma_r^2 + I (J: Jacobians with respect to z).
-  3. ``n_samples`` draws z ~ N(z_MAP, H^-1), decoded on the output grid: the pointwise mean
-     and standard deviation of a and of u over the draws are the estimate and its uncertainty.
-The Laplace posterior is Gaussian and unimodal in beta (the decoded a is not Gaussian); modes found
-by other chains are not mixed in. The virtual observables are treated as independent although
-neighbouring test functions overlap and their residuals are dominated by model error, which makes
-the posterior narrower than the errors warrant (see above). Decoder trunk features at the fixed
-points are computed once, so each optimisation step only evaluates the branch networks.
+  2. Posterior draws in z, by ``sampler``:
+     "pcn" (default): one preconditioned Crank-Nicolson chain from each MAP result,
+         z' = sqrt(1 - b^2) z + b xi, accepted with min(1, exp(Phi(z) - Phi(z'))), Phi the misfit
+         (the prior is N(0, I) in z and left invariant): no gradients, one batched decoder call per
+         step; b adapts towards 25 % acceptance in the first half of ``pcn_steps``, the second half
+         is kept. Non-Gaussian, and the chains' modes are mixed in equal shares.
+     "mixture": a Laplace approximation (Gauss-Newton Hessian H = J^T J + I in z) at every chain's
+         result, components weighted by exp(-E) |H|^(-1/2).
+     "laplace": the Laplace approximation at the MAP only (the method before issue 25).
+  3. ``n_samples`` draws decoded on the output grid: the pointwise mean and standard deviation of
+     a and of u over the draws, and the central 50 % and 95 % bands of the draws (``bands``).
+
+Calibration (issue 25; ``sciops.workflows.inverse_calibration``, what ``sciops invert`` runs):
+no sampler gives calibrated bands by itself. The posterior is that of the surrogate, whose a
+decoder is a smooth sigmoid field that never reaches the true phase values 5 and 10 and whose
+errors are correlated over whole regions, so the raw central bands of the draws hold the truth
+at essentially no grid point, and mean +- 2 std at 30-38 %. The bands are therefore calibrated
+on held-out labelled problems (the run's validation samples by default): ``model_error`` is
+measured there (the relative error of the decoded u at the observation points) and added to the
+likelihood, and split-conformal factors turn the posterior mean and std into bands of the stated
+coverage. Measured with scripts/bench_inverse.py (label-free DGNO, 500 training samples at 29^2,
+20 epochs; 20 fresh multi-phase coefficients, 100 observations at 25 dB, 8 calibration problems
+per observation design; 2-core AMD EPYC, shared and loaded, one torch thread):
+FIGURES
+pCN is kept as the default: FIGURES_WHY
+What remains approximate: coverage is marginal (pooled over problems and points), not per point
+or per problem; the calibration assumes the user's coefficient comes from the same distribution
+as the calibration problems; it costs ``calibration_size`` inversions per observation design.
+The radar problem's reconstructions (PnP-ADMM and the learned ones) come with no uncertainty at
+all: none is offered, calibrated or not.
 
 Observations: points (M, 2) in (x, y) order inside [0, 1]^2, values (M,) finite, M >= MIN_OBSERVATIONS.
 Results are on the vertex grid x_j = j / (n - 1), arrays (y, x).

@@ -9,9 +9,9 @@ import torch
 from small_settings import SMALL_FNO, SMALL_TRAINING
 
 import sciops
+from sciops import ladder as L
 from sciops import problems
 from sciops.datasets import open_dataset
-from sciops.grid import ladder as L
 from sciops.grid.evaluation import evaluate, summary_line
 from sciops.grid.trainer import Trainer
 from sciops.losses import make_loss
