@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from sciops.datasets.h5io import is_hdf5
-from sciops.datasets.importers.source import Source, SourceField, as_float32, dtype_note, infer_dims, pick_pair
+from sciops.datasets.importers.source import (
+    Source,
+    as_float32,
+    dtype_note,
+    paired_fields,
+    pick_pair,
+)
 
 PAIRS = (("coeff", "sol"), ("a", "u"))
 V73_HEADER = b"MATLAB 7.3 MAT-file"
@@ -70,12 +76,7 @@ def _source(path, ikey, okey, shapes, dtypes, take, t, notes, close=lambda: None
     if time_last:
         per[okey] = (per[okey][-1],) + per[okey][:-1]
         notes = notes + [f"{okey}: time axis moved from last to first after the sample axis"]
-    try:
-        dims = infer_dims(per)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    fields = {ikey: SourceField(ikey, "input", dims[ikey], per[ikey]),
-              okey: SourceField(okey, "output", dims[okey], per[okey])}
+    fields = paired_fields(path, per, ikey, okey)
 
     def read(key, lo, hi):
         arr = as_float32(take(key, lo, hi), key)

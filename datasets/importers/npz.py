@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sciops.datasets.importers.source import Source, SourceField, as_float32, dtype_note, infer_dims, pick_pair
+from sciops.datasets.importers.source import (
+    Source,
+    as_float32,
+    dtype_note,
+    paired_fields,
+    pick_pair,
+)
 
 PAIRS = (("x", "y"), ("a", "u"), ("coeff", "sol"), ("inputs", "outputs"), ("input", "output"))
 
@@ -35,12 +41,7 @@ def open_source(path: Path, input_key: str | None = None, output_key: str | None
         raise ValueError(f"{path}: the arrays do not pair: {ikey!r} holds {counts[ikey]} samples, {okey!r} "
                          f"{counts[okey]}")
     per = {k: a.shape[1:] for k, a in arrays.items()}
-    try:
-        dims = infer_dims(per)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    fields = {ikey: SourceField(ikey, "input", dims[ikey], per[ikey]),
-              okey: SourceField(okey, "output", dims[okey], per[okey])}
+    fields = paired_fields(path, per, ikey, okey)
     transformations = [n for k in (ikey, okey) for n in dtype_note(k, arrays[k].dtype)]
     return Source("npz", Path(path), counts[ikey], fields, lambda key, lo, hi: as_float32(arrays[key][lo:hi], key),
                   {}, {}, "bounded", transformations)

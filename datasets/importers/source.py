@@ -148,3 +148,14 @@ def as_float32(arr, key: str) -> np.ndarray:
 def dtype_note(key: str, dtype) -> list[str]:
     dtype = np.dtype(dtype)
     return [] if dtype == np.float32 else [f"{key}: {dtype} converted to float32"]
+
+
+def paired_fields(path, per: dict, ikey: str, okey: str) -> dict[str, SourceField]:
+    """The input and output fields of a two-array source, their dims inferred from the per-sample
+    shapes ``per`` (a ValueError naming ``path`` when they cannot be)."""
+    try:
+        dims = infer_dims(per)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return {ikey: SourceField(ikey, "input", dims[ikey], per[ikey]),
+            okey: SourceField(okey, "output", dims[okey], per[okey])}
