@@ -151,6 +151,11 @@ class Problem:
         least as accurate. The default is no ladder (evaluation then says so)."""
         return []
 
+    def with_records(self, k: int) -> Problem:
+        """The same map over k record intervals (trajectory problems): what advances a state by one
+        record in error-controlled rollouts (:mod:`sciops.grid.hybrid`). The default has no records."""
+        raise ValueError(f"{self.name} records no trajectory; expected a trajectory problem")
+
     def check_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         """ValueError when inputs of these shapes (input field -> array shape, a batch or one sample)
         are not what :meth:`solve` takes; only shapes are checked, nothing is solved. A surrogate asks

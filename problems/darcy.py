@@ -24,13 +24,16 @@ reference's, with the direct and the multigrid linear solver.
 from __future__ import annotations
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
 
 from sciops.problems.base import Field, Param, Problem, Rung
+from sciops.problems.lazy import lazy_module
 from sciops.problems.random_fields import cosine_grf
-from sciops.solvers.darcy import FACE_AVERAGES, LINEAR_SOLVERS, solve_darcy
+
+fd_solver = lazy_module("sciops.solvers.darcy")
 
 COEFFICIENTS = ("fno", "multiphase", "lognormal")
+FACE_AVERAGES = ("harmonic", "arithmetic")  # the solver's (sciops.solvers.darcy), kept here so listing
+LINEAR_SOLVERS = ("direct", "amg", "dst-cg")  # the problems does not import it
 _DEFAULTS = {  # coefficient -> (a_low, a_high, forcing)
     "fno": (3.0, 12.0, 1.0),
     "multiphase": (5.0, 10.0, 10.0),
@@ -93,13 +96,11 @@ class Darcy(Problem):
         measured at 257^2-1025^2: 69-72 log2(m) bytes per node), pyamg's hierarchy as m (710-990 bytes
         per node), for each of the solver's concurrent threads; plus the batch's fine-grid arrays.
         ``scripts/bench_generation_memory.py`` compares it with measured batches."""
-        from sciops.solvers.darcy import default_workers
-
         nodes = self.solve_resolution ** 2
         if self.params["linear_solver"] == "dst-cg":  # vectorised over the batch: a dozen float64 arrays
             return int(16 * 8 * batch_size * nodes)
         per_solve = 80 * nodes * np.log2(max(nodes, 2)) if self.params["linear_solver"] == "direct" else 1100 * nodes
-        return int(min(batch_size, default_workers()) * per_solve + 4 * 8 * batch_size * nodes)
+        return int(min(batch_size, fd_solver.default_workers()) * per_solve + 4 * 8 * batch_size * nodes)
 
     # --- sampling ---------------------------------------------------------------------------------
     def _coefficient(self, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -142,7 +143,7 @@ class Darcy(Problem):
     # --- solving ----------------------------------------------------------------------------------
     def _solve_fine(self, a: np.ndarray) -> np.ndarray:
         p = self.params
-        return solve_darcy(a, p["forcing"], averaging=p["averaging"], linear_solver=p["linear_solver"])
+        return fd_solver.solve_darcy(a, p["forcing"], averaging=p["averaging"], linear_solver=p["linear_solver"])
 
     def ladder(self) -> list[Rung]:
         """Cheaper solves of the stored-grid coefficient (interpolated bilinearly, as ``solve`` does):
@@ -175,6 +176,8 @@ class Darcy(Problem):
             yy, xx = np.meshgrid(fine, fine, indexing="ij")
             pts = np.stack([yy.ravel(), xx.ravel()], -1)
             batch = a.reshape(-1, n, n)
+            from scipy.interpolate import RegularGridInterpolator
+
             a_fine = np.stack([RegularGridInterpolator((coarse, coarse), b)(pts).reshape(len(fine), len(fine))
                                for b in batch]).reshape(a.shape[:-2] + (len(fine), len(fine)))
             return self._restrict(self._solve_fine(a_fine)).astype(np.float32)
@@ -219,7 +222,7 @@ class Darcy(Problem):
         if cg.any():
             u[cg], _, iterations[cg] = pcg(a[cg], f, x0=u[cg], tol=tol, averaging=averaging)
         if direct.any():
-            u[direct] = solve_darcy(a[direct], f, averaging=averaging)
+            u[direct] = fd_solver.solve_darcy(a[direct], f, averaging=averaging)
             iterations[direct] = -1
         if todo.any():  # the bounds of what is returned, after the cast to the outputs' dtype
             u[todo] = u[todo].astype(dtype)
@@ -231,7 +234,7 @@ class Darcy(Problem):
         from sciops.solvers.darcy_bounds import DarcyOperator
 
         a, u = self._check_bound_inputs(inputs, outputs)
-        exact = solve_darcy(a, self.params["forcing"], averaging=self.params["averaging"])
+        exact = fd_solver.solve_darcy(a, self.params["forcing"], averaging=self.params["averaging"])
         op = DarcyOperator(a, self.params["forcing"], self.params["averaging"])
         inner = (slice(None), slice(1, -1), slice(1, -1))
         return op.energy((exact - u)[inner]) / op.energy(exact[inner])

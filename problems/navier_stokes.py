@@ -114,16 +114,21 @@ import time
 from functools import partial
 
 import numpy as np
-import torch
 
 from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
-from sciops.solvers.navier_stokes import FORCINGS, BlowUpError, forcing_field, simulate
-from sciops.solvers.spectral import fourier_resample  # also imported from here by scripts and tests
+from sciops.problems.lazy import lazy_module
+
+torch = lazy_module("torch")
+ns = lazy_module("sciops.solvers.navier_stokes")
+spectral = lazy_module("sciops.solvers.spectral")
 
 INITIAL_CONDITIONS = ("fno", "mcwilliams")
 STEPPERS = {"rk4cn": "crank_nicolson_rk4", "rk2cn": "crank_nicolson_rk2"}
 STAGES = {"rk4cn": 5, "rk2cn": 2}   # explicit evaluations per step (the ladder's cost estimate)
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = ("float64", "float32")
+# the solver's (sciops.solvers.navier_stokes.FORCINGS), kept here so that listing the problems does not
+# import the solver (sciops.problems.lazy); a test checks that they agree
+FORCINGS = ("fno", "kolmogorov", "none")
 MAX_COURANT = 1.0      # refuse larger (estimated) CFL numbers; the solver stops above it too
 TARGET_COURANT = 0.5   # the default time step's CFL number on the estimated velocity
 SPEED_FACTOR = 4.0     # max |u| + |v| over the grid ~ this x the rms speed
@@ -181,7 +186,7 @@ class NavierStokes(Problem):
     PARAMS = (
         Param("initial_condition", "fno", str, "initial vorticity distribution", choices=INITIAL_CONDITIONS),
         Param("viscosity", 1e-3, float, "kinematic viscosity nu", min=1e-7, max=10.0),
-        Param("forcing", "fno", str, "vorticity forcing", choices=tuple(FORCINGS)),
+        Param("forcing", "fno", str, "vorticity forcing", choices=FORCINGS),
         Param("resolution", 64, int, "stored grid points per side", min=MIN_RESOLUTION, max=1024),
         Param("solve_resolution", 64, int, "solver grid points per side (>= resolution; spectral truncation)",
               min=MIN_RESOLUTION, max=2048),
@@ -192,7 +197,7 @@ class NavierStokes(Problem):
               optional=True),
         Param("stepper", "rk4cn", str, "IMEX scheme: low-storage RK4 or RK2, Crank-Nicolson diffusion",
               choices=tuple(STEPPERS)),
-        Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
+        Param("dtype", "float64", str, "solver precision", choices=DTYPES),
         Param("length", None, float, "domain side L (auto: 1 for fno forcing, 2 pi otherwise)", min=1e-3, max=1e3,
               optional=True),
         Param("drag", None, float, "linear drag mu (auto: 0.1 for kolmogorov, else 0)", min=0.0, max=100.0,
@@ -211,7 +216,7 @@ class NavierStokes(Problem):
         super().__init__(**params)
         p = self.params
         self.input_steps = p["input_steps"]
-        spec = FORCINGS[p["forcing"]]
+        spec = ns.FORCINGS[p["forcing"]]
         self.length = spec.length if p["length"] is None else p["length"]
         self.drag = spec.drag if p["drag"] is None else p["drag"]
         res, fine = p["resolution"], p["solve_resolution"]
@@ -260,7 +265,7 @@ class NavierStokes(Problem):
             u2, w2 = (psi2 * k2).sum(), (psi2 * k2 ** 2).sum()
             u0_rms = math.sqrt(2 * p["energy"])
             w0_rms = u0_rms * math.sqrt(w2 / u2)
-        f = forcing_field(p["forcing"], n, self.length, dtype=torch.float64).numpy()
+        f = ns.forcing_field(p["forcing"], n, self.length, dtype=torch.float64).numpy()
         f_hat = np.fft.fft2(f, norm="forward")
         f_w = float(np.sqrt((np.abs(f_hat) ** 2).sum()))
         if f_w > 0:
@@ -367,21 +372,21 @@ class NavierStokes(Problem):
         n = max(m, p["solve_resolution"]) if n is None else n
         if dt is None:
             dt = self.dt if n == p["solve_resolution"] else self._time_step(n)
-        w = fourier_resample(torch.as_tensor(w0, dtype=DTYPES[p["dtype"]]), n)
+        w = spectral.fourier_resample(torch.as_tensor(w0, dtype=getattr(torch, p["dtype"])), n)
         threads = torch.get_num_threads()
         if n <= SINGLE_THREAD_MAX_N:
             torch.set_num_threads(1)
         try:
-            traj = simulate(w, dt=dt, record_times=record_times, viscosity=p["viscosity"], forcing=p["forcing"],
+            traj = ns.simulate(w, dt=dt, record_times=record_times, viscosity=p["viscosity"], forcing=p["forcing"],
                             length=self.length, drag=self.drag, stepper=STEPPERS[stepper or p["stepper"]],
                             max_courant=MAX_COURANT).vorticity
-        except BlowUpError as err:
-            raise BlowUpError(first_index + err.sample, err.time,
+        except ns.BlowUpError as err:
+            raise ns.BlowUpError(first_index + err.sample, err.time,
                               f"{err.reason} ({what} sample {first_index + err.sample}; dt = {dt:.4g} at "
                               f"{n}^2: set a smaller dt, a larger viscosity, or check the input)") from None
         finally:
             torch.set_num_threads(threads)
-        return fourier_resample(traj, m).double().numpy()
+        return spectral.fourier_resample(traj, m).double().numpy()
 
     def check_input_shapes(self, shapes):
         shape, k = tuple(shapes["w0"]), self.input_steps
@@ -433,6 +438,15 @@ class NavierStokes(Problem):
         if dt is not None and not dt > 0:
             raise ValueError(f"{self.name}: dt={dt!r} is not valid; expected a positive time step")
         return self._solve(inputs, n=n, dt=dt, stepper=stepper)
+
+    def with_records(self, k: int) -> NavierStokes:
+        """The same flow over k records from a single state (input_steps 1), with the reference's time
+        step and scales: the warm-up absorbs the shortened horizon, so dt, the resolution check and the
+        ladder's rungs are this problem's (the warm-up itself only matters to ``sample_inputs``)."""
+        p, every = self.params, self.params["record_every"]
+        warmup = max(0.0, p["warmup"] + p["t_final"] - k * every)
+        return self.with_params(t_final=k * every, warmup=warmup, input_steps=1,
+                                dt=p["dt"] if k * every + warmup <= p["warmup"] + p["t_final"] else self.dt)
 
     # --- the solver ladder ---------------------------------------------------------------------------
     def ladder(self) -> list[Rung]:

@@ -51,14 +51,20 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import torch
 
 from sciops.problems.base import Field, Param, Problem, Rung
-from sciops.solvers import mpm
+from sciops.problems.lazy import lazy_module
 
-MATERIALS = mpm.KINDS + ("mixed",)
-SCENES = tuple(mpm.FAMILIES) + ("mesh",)
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+torch = lazy_module("torch")
+mpm = lazy_module("sciops.solvers.mpm")
+
+# the solver's names (mpm.KINDS, mpm.FAMILIES, mpm.BACKENDS), kept here so that listing the problems
+# does not import the solver (sciops.problems.lazy); a test checks that they agree
+KINDS = ("elastic", "fluid", "sand", "plasticine")
+MATERIALS = KINDS + ("mixed",)
+SCENES = ("falling_blocks", "colliding_spheres", "dam_break", "column_collapse", "mesh")
+BACKENDS = ("warp", "torch")
+DTYPES = ("float64", "float32")
 DEFAULT_GRID = {2: 64, 3: 32}
 SINGLE_THREAD_MAX_PARTICLES = 20_000  # small scenes run faster on one torch thread (no intra-op split)
 
@@ -86,8 +92,8 @@ class Particles(Problem):
               optional=True),
         Param("connectivity_radius", None, float, "GNS graph radius in m (auto: dx)", min=1e-6, max=1.0,
               optional=True),
-        Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
-        Param("backend", None, str, "solver backend (auto: the fastest installed)", choices=mpm.BACKENDS,
+        Param("dtype", "float64", str, "solver precision", choices=DTYPES),
+        Param("backend", None, str, "solver backend (auto: the fastest installed)", choices=BACKENDS,
               optional=True),
     )
     # any setting but the backend changes the trajectories a learned stepper reproduces (scene,
@@ -98,7 +104,7 @@ class Particles(Problem):
         super().__init__(**params)
         p = self.params
         try:
-            p["backend"] = mpm.backends.resolve(p["backend"], DTYPES[p["dtype"]], torch.device("cpu"))
+            p["backend"] = mpm.backends.resolve(p["backend"], getattr(torch, p["dtype"]), torch.device("cpu"))
         except ValueError as err:
             raise ValueError(f"{self.name}: {err}") from None
         dim = p["dim"]
@@ -196,7 +202,7 @@ class Particles(Problem):
         batch, single = self._check_inputs(inputs)
         p = self.params
         solver = mpm.MPMSolver(self.bounds, self.dx, self.dt, self.materials, boundary=p["boundary"],
-                               dtype=DTYPES[p["dtype"]], backend=p["backend"])
+                               dtype=getattr(torch, p["dtype"]), backend=p["backend"])
         to_material = np.zeros(len(mpm.KINDS), np.int64)  # particle_type -> index into self.materials
         to_material[[mpm.KINDS.index(k) for k in self.kinds]] = np.arange(len(self.kinds))
         threads = torch.get_num_threads()

@@ -51,12 +51,14 @@ import time
 from functools import partial
 
 import numpy as np
-import torch
 
 from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
-from sciops.problems.radar_targets import random_scene
-from sciops.solvers import radar as R
-from sciops.solvers import radar_recon as RR
+from sciops.problems.lazy import lazy_module
+
+torch = lazy_module("torch")
+R = lazy_module("sciops.solvers.radar")
+RR = lazy_module("sciops.solvers.radar_recon")
+targets = lazy_module("sciops.problems.radar_targets")
 
 ARRAYS = ("cross", "planar")
 METHODS = ("adjoint", "backprojection", "kirchhoff", "cgls", "pnp-tv", "pnp-sparsity")
@@ -136,8 +138,9 @@ class Radar(Problem):
         self._norm_sq: float | None = None
         self.operator()  # validates the geometry and the memory budget now (ValueError)
 
-    def operator(self, dtype: torch.dtype = torch.complex64, device="cpu") -> R.MimoBorn:
-        """The problem's Born operator (built once per dtype and device)."""
+    def operator(self, dtype: torch.dtype | None = None, device="cpu") -> R.MimoBorn:
+        """The problem's Born operator (built once per dtype, complex64 by default, and device)."""
+        dtype = torch.complex64 if dtype is None else dtype
         key = (dtype, str(device))
         if key not in self._ops:
             self._ops[key] = R.MimoBorn(self.tx, self.rx, self.freqs, self.axes, dtype=dtype, device=device,
@@ -165,7 +168,7 @@ class Radar(Problem):
     # --- sampling ---------------------------------------------------------------------------------
     def scene(self, rng: np.random.Generator) -> np.ndarray:
         p = self.params
-        return random_scene(rng, self.axes, min_shapes=p["min_shapes"], max_shapes=p["max_shapes"])
+        return targets.random_scene(rng, self.axes, min_shapes=p["min_shapes"], max_shapes=p["max_shapes"])
 
     def simulate(self, scenes: np.ndarray, rngs) -> np.ndarray:
         """Noisy measurements (batch, F, T, R) complex64 of scenes (batch, nz, ny, nx)."""

@@ -73,18 +73,24 @@ import time
 from functools import cached_property, partial
 
 import numpy as np
-import torch
 
 from sciops.problems.base import Field, Param, Problem, Rung
-from sciops.solvers import sw_diagnostics
-from sciops.solvers import sw_initial as ic
-from sciops.solvers.exponential_stepping import IMAGINARY_STABILITY
-from sciops.solvers.shallow_water import MEAN_DEPTH, SAFETY, BlowUpError, ShallowWaterSphere, simulate
-from sciops.solvers.sphere_grid import GRIDS, check_grid, quadrature
+from sciops.problems.lazy import lazy_module
+
+torch = lazy_module("torch")
+sw = lazy_module("sciops.solvers.shallow_water")
+sw_diagnostics = lazy_module("sciops.solvers.sw_diagnostics")
+ic = lazy_module("sciops.solvers.sw_initial")
+stepping = lazy_module("sciops.solvers.exponential_stepping")
+sphere = lazy_module("sciops.solvers.sphere_grid")
 
 INITIAL_CONDITIONS = ("random", "galewsky")
 DEFAULT_AMPLITUDE = {"random": 0.1, "galewsky": 120.0}
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = ("float64", "float32")
+# the solver's (sphere_grid.GRIDS, sw_initial.BALANCES), kept here so that listing the problems does not
+# import the solver (sciops.problems.lazy); a test checks that they agree
+GRIDS = ("equiangular", "legendre-gauss")
+BALANCES = ("nonlinear", "linear")
 SPEED_FACTOR = 4.0        # max |V| ~ this x the rms wind of a random state
 GALEWSKY_U_MAX = 80.0
 INPUTS, OUTPUTS = ("phi0", "u0", "v0"), ("phi", "u", "v")
@@ -112,10 +118,10 @@ class ShallowWater(Problem):
         Param("dt", None, float, "time step in s (auto: 0.8 of the estimated stability limit)", min=1e-3, max=1e6,
               optional=True),
         Param("stepper", "rk4", str, "Lawson RK4 or integrating-factor AB3", choices=("rk4", "ab3")),
-        Param("dtype", "float64", str, "solver precision", choices=tuple(DTYPES)),
+        Param("dtype", "float64", str, "solver precision", choices=DTYPES),
         Param("peak_degree", 8.0, float, "random: degree of the energy-spectrum peak", min=1.0, max=512.0),
         Param("balance", "nonlinear", str, "random: balance equation of the geopotential",
-              choices=ic.BALANCES),
+              choices=BALANCES),
         Param("hyperdiffusion_time", 7200.0, float, "e-folding time (s) of the largest degree", min=1.0, max=1e9),
     )
 
@@ -123,14 +129,14 @@ class ShallowWater(Problem):
         super().__init__(**params)
         p = self.params
         self.nlon = 2 * p["nlat"] if p["nlon"] is None else p["nlon"]
-        self.lmax = check_grid(p["nlat"], self.nlon, p["grid"], p["lmax"])
+        self.lmax = sphere.check_grid(p["nlat"], self.nlon, p["grid"], p["lmax"])
         self.amplitude = DEFAULT_AMPLITUDE[p["initial_condition"]] if p["amplitude"] is None else p["amplitude"]
         if p["initial_condition"] == "random" and not 0 < self.amplitude <= MAX_MACH:
             raise ValueError(f"{self.name}: amplitude={self.amplitude!r} is the Mach number of random states; expected "
                              f"0 < amplitude <= {MAX_MACH} (stronger balanced states have a negative geopotential)")
         self.dt = self._time_step()
         self.time_steps = p["records"]
-        lats, weights = (x.numpy() for x in quadrature(p["nlat"], p["grid"]))
+        lats, weights = (x.numpy() for x in sphere.quadrature(p["nlat"], p["grid"]))
         self.grid = {"t": p["record_every"] * np.arange(1, p["records"] + 1), "lat": np.degrees(lats),
                      "lon": 360.0 * np.arange(self.nlon) / self.nlon}
         self.grid_units = {"t": "s", "lat": "degrees_north", "lon": "degrees_east"}
@@ -144,14 +150,14 @@ class ShallowWater(Problem):
     # --- time step -----------------------------------------------------------------------------------
     def speed_estimate(self) -> float:
         """Gravity-wave speed + wind bound (m/s) used for the time step (module docstring)."""
-        c = math.sqrt(9.80616 * MEAN_DEPTH)
+        c = math.sqrt(9.80616 * sw.MEAN_DEPTH)
         wind = SPEED_FACTOR * self.amplitude * c if self.params["initial_condition"] == "random" \
             else 1.25 * GALEWSKY_U_MAX
         return 1.05 * c + wind
 
     def time_step_limit(self) -> float:
         k = math.sqrt((self.lmax - 1) * self.lmax) / 6.37122e6
-        return IMAGINARY_STABILITY[self.params["stepper"]] / (self.speed_estimate() * k)
+        return stepping.IMAGINARY_STABILITY[self.params["stepper"]] / (self.speed_estimate() * k)
 
     def _time_step(self) -> float:
         p, limit = self.params, self.time_step_limit()
@@ -164,7 +170,7 @@ class ShallowWater(Problem):
                 raise ValueError(f"{self.name}: dt={p['dt']:g} s does not divide record_every={p['record_every']:g} s; "
                                  f"expected record_every / dt to be an integer")
             return p["dt"]
-        dt = SAFETY * limit
+        dt = sw.SAFETY * limit
         return p["record_every"] / math.ceil(p["record_every"] / dt * (1 - 1e-12))
 
     @property
@@ -174,13 +180,13 @@ class ShallowWater(Problem):
                 "stepper": {"rk4": "lawson_rk4", "ab3": "lawson_ab3"}[p["stepper"]], "dt": self.dt, "grid": p["grid"],
                 "nlat": p["nlat"], "nlon": self.nlon, "lmax": self.lmax, "dtype": p["dtype"],
                 "hyperdiffusion_time": p["hyperdiffusion_time"], "hyperdiffusion_order": 4,
-                "radius": 6.37122e6, "omega": 7.292e-5, "gravity": 9.80616, "mean_depth": MEAN_DEPTH,
+                "radius": 6.37122e6, "omega": 7.292e-5, "gravity": 9.80616, "mean_depth": sw.MEAN_DEPTH,
                 "amplitude": self.amplitude, "time_limit_estimate": self.time_step_limit()}
 
     @cached_property
-    def solver(self) -> ShallowWaterSphere:
+    def solver(self) -> sw.ShallowWaterSphere:
         p = self.params
-        return ShallowWaterSphere(p["nlat"], self.nlon, p["grid"], self.lmax, dtype=DTYPES[p["dtype"]],
+        return sw.ShallowWaterSphere(p["nlat"], self.nlon, p["grid"], self.lmax, dtype=getattr(torch, p["dtype"]),
                                   hyperdiffusion_time=p["hyperdiffusion_time"])
 
     # --- sampling ------------------------------------------------------------------------------------
@@ -238,10 +244,10 @@ class ShallowWater(Problem):
         with torch.no_grad():
             state = s.from_grid(*(torch.as_tensor(batch[k], dtype=torch.float64) for k in INPUTS))
             try:
-                traj = simulate(solver, _transfer(state, solver), dt, list(self.grid["t"]),
+                traj = sw.simulate(solver, _transfer(state, solver), dt, list(self.grid["t"]),
                                 stepper=self.params["stepper"], check_time_step=False).states
-            except BlowUpError as err:
-                raise BlowUpError(first_index + err.sample, err.time,
+            except sw.BlowUpError as err:
+                raise sw.BlowUpError(first_index + err.sample, err.time,
                                   f"{err.reason} (solve of sample {first_index + err.sample}; dt = {dt:.4g} s: set a "
                                   f"smaller dt or amplitude, or check the input)") from None
             grid = s.to_grid(_transfer(traj, s)).double().numpy()  # (n, T, 3, nlat, nlon)
@@ -250,7 +256,7 @@ class ShallowWater(Problem):
         finite = np.isfinite(grid).reshape(n, self.time_steps, -1).all(-1)
         if not finite.all():
             i = int(np.argmin(finite.all(1)))
-            raise BlowUpError(first_index + i, float(self.grid["t"][int(np.argmin(finite[i]))]),
+            raise sw.BlowUpError(first_index + i, float(self.grid["t"][int(np.argmin(finite[i]))]),
                               f"the state exceeds the float32 range of the stored fields (solve of sample "
                               f"{first_index + i}; check the input)")
         out = {k: grid[:, :, i] for i, k in enumerate(OUTPUTS)}
@@ -283,6 +289,10 @@ class ShallowWater(Problem):
             raise ValueError(f"{self.name}: dt={dt!r} is not valid; expected a positive divisor of record_every="
                              f"{self.params['record_every']:g} s")
         return self._solve(inputs, on=on, dt=dt)
+
+    def with_records(self, k: int) -> ShallowWater:
+        """The same flow over k records (its time step does not depend on the horizon)."""
+        return self.with_params(records=k)
 
     def coarser(self, nlat: int) -> ShallowWater:
         """This problem on ``nlat`` latitudes: nlon and lmax scaled with it (lmax the grid's default when
@@ -337,7 +347,7 @@ class ShallowWater(Problem):
         return inputs, outputs, time.perf_counter() - t0
 
 
-def _transfer(state: torch.Tensor, solver: ShallowWaterSphere) -> torch.Tensor:
+def _transfer(state: torch.Tensor, solver: sw.ShallowWaterSphere) -> torch.Tensor:
     """Spectral states (..., lmax, mmax) on ``solver``'s truncation: the orthonormal coefficients
     are the same on every grid, so truncation drops degrees and orders, padding adds zeros."""
     lmax, mmax = state.shape[-2:]

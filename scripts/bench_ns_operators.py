@@ -196,8 +196,8 @@ def solver_errors(problem, test_path: Path, args) -> dict:
     from sciops import problems
     from sciops.datasets import open_dataset
     from sciops.grid.evaluation import error_metrics
-    from sciops.problems.navier_stokes import fourier_resample
     from sciops.solvers.navier_stokes import BlowUpError
+    from sciops.solvers.spectral import fourier_resample
 
     with open_dataset(test_path) as ds:
         x, y = ds.get_batch(list(range(ds.n_samples)))  # the samples the surrogates' errors are over

@@ -14,8 +14,8 @@ import torch
 from sciops import problems
 from sciops.cli import main
 from sciops.datasets import describe, open_dataset, open_xarray
-from sciops.problems.navier_stokes import fourier_resample
 from sciops.solvers.navier_stokes import BlowUpError, simulate
+from sciops.solvers.spectral import fourier_resample
 
 SMALL = dict(resolution=16, solve_resolution=32, t_final=0.5, record_every=0.25)
 

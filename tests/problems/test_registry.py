@@ -155,3 +155,35 @@ def test_package_imports_from_outside_the_repository(tmp_path):
     assert lines[2] == "solvers None" and lines[3] == "problems None"
     # `datasets` may be another library (Hugging Face); it must never be ours.
     assert lines[4] == "datasets None" or "sciops" not in lines[4] and str(REPO_ROOT) not in lines[4]
+
+
+def test_parameter_choices_kept_beside_the_problems_equal_the_solvers():
+    from sciops.problems import darcy, navier_stokes, particles, shallow_water
+    from sciops.solvers import darcy as fd
+    from sciops.solvers import mpm, sphere_grid, sw_initial
+    from sciops.solvers import navier_stokes as ns
+
+    assert darcy.FACE_AVERAGES == fd.FACE_AVERAGES and darcy.LINEAR_SOLVERS == fd.LINEAR_SOLVERS
+    assert navier_stokes.FORCINGS == tuple(ns.FORCINGS)
+    assert shallow_water.GRIDS == sphere_grid.GRIDS and shallow_water.BALANCES == sw_initial.BALANCES
+    assert particles.KINDS == mpm.KINDS and particles.BACKENDS == mpm.BACKENDS
+    assert particles.SCENES == tuple(mpm.FAMILIES) + ("mesh",)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["problems"], ["info", "{file}"]])
+def test_the_quick_verbs_import_neither_torch_nor_scipy(argv, tmp_path):
+    """`sciops --help`, `problems` and `info` start in a fraction of a second: nothing heavy is imported."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    file = tmp_path / "not-sciops.h5"
+    with h5py.File(file, "w") as h5:
+        h5["x"] = [1.0]
+    code = ("import sys\nfrom sciops.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'scipy') if m in sys.modules\n"
+            "       and type(sys.modules[m]).__name__ != '_LazyModule'])")  # a lazy module not yet used is not loaded
+    args = [a.format(file=file) for a in argv]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "[]"
