@@ -1,4 +1,4 @@
-"""The ``sciops`` command line: problems, generate, merge, info, import, export, train, evaluate, invert, finetune, demo.
+"""The ``sciops`` command line: problems, generate, merge, info, import, export, train, evaluate, calibrate, invert, finetune, demo.
 
 Exit codes: 0 on success; 2 on bad usage or bad input, with a one-line ``sciops: error: ...``
 message and no traceback; 1 with a one-line message when the machine stops the work (a full disk,
@@ -133,6 +133,12 @@ def cmd_evaluate(args) -> None:
 
     print(evaluate_run(args.run_dir, data=args.data, fresh=args.fresh, tol=args.tol, report_path=args.report,
                        plot=args.plot, device=args.device, ladder=not args.no_ladder))
+
+
+def cmd_calibrate(args) -> None:
+    from sciops.workflows.calibrate import calibrate_run
+
+    print(calibrate_run(args.run_dir, n_val=args.n_val, data=args.data, estimator=args.estimator))
 
 
 def cmd_finetune(args) -> None:
@@ -306,8 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the report (.md for markdown, else JSON)")
     p.add_argument("--device", help="device for the surrogate (default: CUDA if present)")
     p.add_argument("--tol", type=float, help="also certify the answers to this relative error (darcy): coverage and "
-                   "effectivity of the guaranteed bound, the share the solver finishes, the certified time")
+                   "effectivity of the guaranteed bound, the share the solver finishes, the certified time; "
+                   "trajectory runs: run the hybrid rollout (solver records where the calibrated estimate exceeds it)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="calibrate a trajectory run's per-record error estimator (for --tol rollouts)",
+                       description="Run the surrogate on the run's validation trajectories, fit its error against the "
+                                   "accumulated short-solve defect (or the H^-1 residual) and store the fit in the run "
+                                   "(see sciops.grid.hybrid).")
+    p.add_argument("run_dir")
+    p.add_argument("--n-val", type=_positive_int, help="validation trajectories (default: the run's n_val)")
+    p.add_argument("--data", help="take them from the last rows of this file instead of the training file")
+    p.add_argument("--estimator", choices=("auto", "defect", "residual"), default="auto",
+                   help="auto (default): the one with the higher Spearman correlation on the validation records")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",
                        description="Posterior estimate of the Darcy coefficient a (mean and pointwise std) from "

@@ -160,14 +160,20 @@ class Surrogate:
         return x, single, is_torch, source_device, out_dtype
 
     def solve(self, inputs, batch_size: int = 64, *, return_estimate: bool = False, tol: float | None = None,
-              strict: bool = False):
+              strict: bool = False, steps: int | None = None):
         """Predict outputs for ``inputs`` (see module docstring).
 
         ``return_estimate=True``: ``(outputs, bounds)``, a guaranteed bound on each answer's relative
         error; ``tol``: answers whose bound exceeds it are finished by the reference solver (see
         :mod:`sciops.grid.certified`; numpy in and out, problems with ``certified = True``). Inputs outside
-        the training inputs' summary are warned about; ``strict=True`` refuses them.
+        the training inputs' summary are warned about; ``strict=True`` refuses them. Trajectory operators:
+        ``steps`` and/or ``tol`` give a :class:`sciops.grid.hybrid.HybridResult`, the rollout over
+        ``steps`` records handed to the solver where the calibrated estimate exceeds ``tol``.
         """
+        if steps is not None or (tol is not None and not self.problem.certified):
+            from sciops.grid.hybrid import march
+
+            return march(self, inputs, tol=tol, steps=steps, batch_size=batch_size)
         if return_estimate or tol is not None:
             from sciops.grid.certified import certify
 

@@ -19,6 +19,9 @@ than by raw keys. Layout of ``config.json`` (schema 2)::
     reconstruction, n_sparse, seed    particle runs: the kernel reconstruction and the subsample
     history         summary of the finished training (absent while a run is unfinished)
     refined         the Spectral-Refiner's summary, for a fine-tuned run
+    error_estimator trajectory runs, after ``sciops calibrate``: the per-record error estimator and its
+                    calibration on the validation trajectories (``sciops.grid.hybrid.calibrate``:
+                    estimator, a, b, margin, rung, spearman, rung_errors, seconds); absent before
 
 Schema 1 (sciops before the run spec) had the same keys without ``schema``; it loads unchanged. A
 config.json of a newer schema than this sciops reads is refused with a one-line ValueError.
@@ -100,6 +103,7 @@ class RunSpec:
     seed: int | None = None
     history: dict | None = None
     refined: dict | None = None
+    error_estimator: dict | None = None
     sciops_version: str = ""
     schema: int = SCHEMA
 

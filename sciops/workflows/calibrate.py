@@ -1,0 +1,61 @@
+"""``sciops calibrate RUN``: the per-record error estimator of a trajectory run calibrated on its
+validation trajectories (the last n_val rows of its training file) and stored in its config.json
+(``error_estimator``; see :mod:`sciops.grid.hybrid`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import sciops
+from sciops.grid import hybrid
+from sciops.runs import storage
+
+
+def validation_rows(surrogate, n_val: int | None = None) -> tuple[dict, dict]:
+    """(inputs, outputs) in dict form of the last ``n_val`` (default the run's n_val) rows of the training file."""
+
+    data = surrogate.spec.data
+    if data is None or not data.path or not Path(data.path).is_file():
+        where = data.path if data is not None and data.path else "(none recorded)"
+        raise ValueError(f"calibrate needs the run's training file for its validation trajectories; {where} is not "
+                         f"a file (pass --data FILE of the same operator)")
+    return read_rows(data.path, data.n_val if n_val is None else n_val)
+
+
+def read_rows(path, n: int) -> tuple[dict, dict]:
+    from sciops.datasets import open_dataset
+
+    ds = open_dataset(path, in_memory=False)
+    if not 1 <= n <= ds.n_samples:
+        raise ValueError(f"calibrate: {n} validation trajectories asked for, {path} holds {ds.n_samples}")
+    x, y = ds.get_batch(list(range(ds.n_samples - n, ds.n_samples)))
+    return ds.split_fields(x, ds.input_fields), ds.split_fields(y, ds.output_fields)
+
+
+def calibrate_run(run_dir: str | Path, *, n_val: int | None = None, data: str | Path | None = None,
+                  estimator: str = "auto") -> str:
+    """Calibrate, store in the run's config.json, and return the summary line."""
+    run_dir = storage.check_run_dir(run_dir)
+    surrogate = sciops.load(run_dir, device="cpu")
+    if data is not None:
+        from sciops.datasets import open_dataset
+        from sciops.grid.evaluation import check_same_geometry
+
+        check_same_geometry(open_dataset(data, in_memory=False).problem, surrogate.problem, data)
+        inputs, outputs = read_rows(data, n_val or surrogate.spec.data.n_val)
+    else:
+        inputs, outputs = validation_rows(surrogate, n_val)
+    cal = hybrid.calibrate(surrogate, inputs, outputs, estimator)
+    spec = surrogate.spec
+    spec.error_estimator = cal
+    spec.save(run_dir)
+    return summary(cal, run_dir)
+
+
+def summary(cal: dict, run_dir) -> str:
+    s = cal["seconds"]
+    cost = s["defect_record"] if cal["estimator"] == "defect" else s["residual_record"]
+    others = ", ".join(f"{k} {v:.3f}" for k, v in cal["spearman"].items())
+    return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
+            f"estimator {cal['estimator']} (Spearman {others}; defect rung {cal['rung']}), "
+            f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}); "
+            f"cost {cost * 1e3:.3g} ms/record against the surrogate's {s['surrogate_record'] * 1e3:.3g} ms/record")
