@@ -387,6 +387,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_outputs(args) -> None:
+    """Before any work, the verb's output paths: a run must not end on an unwritable path."""
+    for option in OUTPUT_OPTIONS:
+        if getattr(args, option, None):
+            from sciops.datasets.resources import check_writable
+
+            target = Path(getattr(args, option))
+            folder_expected = option == "output" and args.verb in ("train", "finetune")
+            if target.is_dir() and not folder_expected and args.verb in ("evaluate", "invert"):
+                raise IsADirectoryError(f"--{option} {target} is a directory; expected a file name")
+            if folder_expected and target.exists() and not target.is_dir():
+                raise NotADirectoryError(f"-o {target} is a file; expected a run directory")
+            check_writable(target, f"--{option}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -395,17 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         args.argv = list(sys.argv[1:] if argv is None else argv)
-        from sciops.datasets.resources import check_writable
-
-        for option in OUTPUT_OPTIONS:  # before any work: a run must not end on an unwritable path
-            if getattr(args, option, None):
-                target = Path(getattr(args, option))
-                folder_expected = option == "output" and args.verb in ("train", "finetune")
-                if target.is_dir() and not folder_expected and args.verb in ("evaluate", "invert"):
-                    raise IsADirectoryError(f"--{option} {target} is a directory; expected a file name")
-                if folder_expected and target.exists() and not target.is_dir():
-                    raise NotADirectoryError(f"-o {target} is a file; expected a run directory")
-                check_writable(target, f"--{option}")
+        _check_outputs(args)
         return args.func(args) or 0
     except UsageError as exc:
         print(f"{exc}\n(run with --help for usage)", file=sys.stderr)
