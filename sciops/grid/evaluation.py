@@ -129,6 +129,13 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
+    hybrid_tol = tol if tol is not None and "t" in problem.fields[surrogate.outputs[0]].dims else None
+    if hybrid_tol is not None:
+        from sciops.grid.hybrid import calibration_of, check_tol
+
+        check_tol(tol)
+        calibration_of(surrogate)
+        tol = None  # the trajectory's --tol is the hybrid rollout's, not a certification
     if tol is not None:
         from sciops.grid.certified import certified_problems, check_tol
 
@@ -244,6 +251,10 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
         report["_arrays"]["per_time_rel_l2"] = per_time[median_sample]
         if hasattr(problem, "diagnostics"):
             report["diagnostics"] = diagnostic_ratios(problem, pred, outputs)
+        if hybrid_tol is not None:
+            from sciops.grid.hybrid import hybrid_report
+
+            report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol))
     return report
 
 
@@ -379,6 +390,11 @@ def summary_line(report: dict) -> str:
         from sciops.grid.certified import certified_text
 
         text += "\n" + certified_text(report["certified"])
+    if "hybrid" in report:
+        h = report["hybrid"]
+        text += (f"\nhybrid at tol {h['tol']:g}: max record error {h['max_record_error']:.4f}, solver records "
+                 f"{h['solver_record_share']:.1%}, {h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory; "
+                 f"estimator Spearman {report['estimator_spearman']:.3f}")
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

@@ -24,7 +24,13 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
         print(f"note: the training of {run_dir} has not finished (interrupted, or still running); its best "
               f"weights so far are evaluated", file=sys.stderr)
     fresh = None if data else (50 if fresh is None else fresh)
-    if tol is not None and not surrogate.problem.certified:
+    trajectory = "t" in surrogate.problem.fields[surrogate.outputs[0]].dims
+    if tol is not None and trajectory:
+        from sciops.grid.hybrid import calibration_of, check_tol
+
+        check_tol(tol)
+        calibration_of(surrogate, str(run_dir))
+    elif tol is not None and not surrogate.problem.certified:
         from sciops.grid.certified import certified_problems
 
         raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "

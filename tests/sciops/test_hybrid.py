@@ -1,0 +1,110 @@
+"""Error-controlled rollouts (``sciops.grid.hybrid``): the estimator's calibration on a stand-in whose
+error is known, the hybrid meeting a tolerance the surrogate alone misses over 4x its horizon, the
+refusals, and calibrate / evaluate --tol on a tiny trained run."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sciops import problems
+from sciops.grid import hybrid
+from sciops.runs import RunSpec
+
+PARAMS = dict(resolution=16, solve_resolution=32, t_final=0.75, record_every=0.25)
+
+
+class Drifting:
+    """Surrogate stand-in: the solver's records scaled by (1 + eps (j + 1)), record j of a window, so
+    rolled out from its own records its error grows without bound."""
+
+    def __init__(self, problem, eps=0.03, nan_after=None):
+        self.problem, self.eps, self.nan_after = problem, eps, nan_after
+        self.inputs, self.outputs, self.ndim, self.device = ["w0"], ["w"], 2, torch.device("cpu")
+        self.spec = RunSpec.from_dict({"operator": {"name": "drifting"},
+                                       "problem": {"name": problem.name, "params": problem.params}})
+        self.calls = 0
+
+    def solve(self, w0, batch_size=64):
+        self.calls += 1
+        w = self.problem.solve(w0).astype(np.float64)
+        scale = 1 + self.eps * np.arange(1, w.shape[-3] + 1)
+        out = (w * scale[:, None, None]).astype(np.float32)
+        if self.nan_after is not None and self.calls > self.nan_after:
+            out[:] = np.nan
+        return out
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return problems.get("navier-stokes", **PARAMS)
+
+
+@pytest.fixture(scope="module")
+def calibrated(problem):
+    stand_in = Drifting(problem)
+    x, y, _ = problem.generate(4, seed=3)
+    stand_in.spec.error_estimator = hybrid.calibrate(stand_in, {"w0": x}, {"w": y})
+    return stand_in
+
+
+def test_estimator_tracks_the_known_error(calibrated):
+    cal = calibrated.spec.error_estimator
+    assert cal["estimator"] in hybrid.ESTIMATORS and cal["spearman"]["defect"] >= 0.9
+    assert cal["b"] > 0  # the estimate grows with the accumulated defect
+    assert set(cal["spearman"]) == {"defect", "residual"} and cal["seconds"]["surrogate_record"] > 0
+    assert json.loads(json.dumps(cal)) == cal  # stored in config.json as it is
+
+
+def test_hybrid_meets_tol_over_four_horizons_where_the_surrogate_does_not(problem, calibrated):
+    steps, tol = 4 * problem.time_steps, 0.08
+    x = problem.sample_inputs(2, seed=11)
+    ref = problem.with_records(steps).solve(x)
+
+    def max_error(records):
+        return max(hybrid.record_errors(problem, {"w": records[:, k]}, {"w": ref[:, k]}).max() for k in range(steps))
+
+    alone = hybrid.march(calibrated, x, steps=steps)
+    assert alone.records.shape == ref.shape and not alone.solver.any()
+    assert max_error(alone.records) > 2 * tol
+    result = hybrid.march(calibrated, x, steps=steps, tol=tol)
+    assert max_error(result.records) <= tol
+    assert 0 < result.solver_record_share < 1 and result.solver.shape == (2, steps)
+    assert np.all(np.isnan(result.estimates[result.solver])) and np.all(result.estimates[~result.solver] <= tol)
+
+
+def test_refusals(problem, calibrated):
+    x = problem.sample_inputs(1, seed=5)
+    for bad in (0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="tol=.* is not valid"):
+            hybrid.march(calibrated, x, tol=bad)
+    with pytest.raises(ValueError, match="no error-estimator calibration.*`sciops calibrate RUN`"):
+        hybrid.march(Drifting(problem), x, tol=0.1)
+    broken = Drifting(problem, nan_after=1)
+    broken.spec.error_estimator = calibrated.spec.error_estimator
+    with pytest.raises(ValueError, match=r"^record \d+ of sample 0: .*NaN") as err:
+        hybrid.march(broken, x, tol=0.5, steps=6)
+    assert "\n" not in str(err.value)
+    assert RunSpec.from_dict({"operator": {"name": "fno"}}).error_estimator is None  # older configs load
+
+
+def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
+    from sciops.cli import main
+
+    data, run, rep = tmp_path / "d.h5", tmp_path / "run", tmp_path / "r.json"
+    params = [a for k, v in PARAMS.items() for a in ("--param", f"{k}={v}")]
+    assert main(["generate", "navier-stokes", "-n", "16", "-o", str(data), "-q", *params]) == 0
+    assert main(["train", "fno-rollout", "--data", str(data), "-o", str(run), "--epochs", "2", "--set", "width=8",
+                 "--set", "modes=4", "--set", "layers=2", "-q"]) == 0
+    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--no-ladder"]) == 2
+    assert f"sciops calibrate {run}" in capsys.readouterr().err
+    assert main(["calibrate", str(run)]) == 0
+    assert "Spearman" in capsys.readouterr().out
+    assert RunSpec.load(run).error_estimator["n_val"] >= 1
+    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--no-ladder", "--report", str(rep)]) == 0
+    report = json.loads(rep.read_text())
+    assert set(report["hybrid"]) >= {"tol", "max_record_error", "solver_record_share", "seconds_per_trajectory"}
+    assert report["hybrid"]["max_record_error"] <= 0.5 and "estimator_spearman" in report
+    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0", "--no-ladder"]) == 2
