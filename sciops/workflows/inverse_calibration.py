@@ -9,11 +9,13 @@ validation samples):
      user's noise and inverted with the same settings; the pointwise score |a_true - mean| /
      (std + floor) is pooled over problems and points, and the band of level p is
      mean +- q_p (std + floor), clipped to the coefficient's range, with q_p the finite-sample
-     p-quantile of the scores. ``floor`` (per level) is picked from a fixed ladder as the one with
-     the lowest mean interval score on the calibration set (width plus 2 / (1 - p) times the miss
-     distance: the narrowest band would be a constant width that ignores where the posterior is
-     unsure); it keeps a band where the draws agree but the decoded a (a sigmoid) stops short of
-     the true phase value.
+     p-quantile of the scores. ``floor`` (per level) is picked from a fixed ladder as the one
+     giving the narrowest mean band on the calibration set (at the coverage that the quantile
+     fixes); it keeps a band where the draws agree but the decoded a (a sigmoid) stops short of
+     the true phase value. Picking it by the interval score instead (width plus 2 / (1 - p) times
+     the miss distance, a proper score) gave 95 % bands of mean width 4.64 out of the range 5 with
+     the pCN sampler in scripts/bench_inverse.py (96.3 % coverage), against 3.74 (95.7 %) with the
+     narrowest band: the narrowest is kept.
 The coverage reported is leave-one-problem-out: each calibration problem's coverage under the
 factors fitted on the others, averaged, so it is not the in-sample coverage that split conformal
 guarantees by construction. Coverage is marginal (over problems and points), not per point.
@@ -121,13 +123,6 @@ def limits_of(model) -> tuple[tuple[float, float] | None, float]:
     return None, 1.0
 
 
-def interval_score(lo: np.ndarray, hi: np.ndarray, truth: np.ndarray, level: float) -> float:
-    """Mean interval score of central bands (Gneiting & Raftery 2007): width plus 2 / (1 - level)
-    times the distance by which the truth falls outside; proper, so the true quantiles minimise it."""
-    miss = np.maximum(lo - truth, 0) + np.maximum(truth - hi, 0)
-    return float(np.mean(hi - lo + 2.0 / (1.0 - level) * miss))
-
-
 def fit(means: np.ndarray, stds: np.ndarray, truths: np.ndarray, spread: float,
         limits: tuple[float, float] | None) -> tuple[dict, dict, dict]:
     """Conformal factors level -> (q, floor), leave-one-problem-out coverage and mean width, from
@@ -142,10 +137,10 @@ def fit(means: np.ndarray, stds: np.ndarray, truths: np.ndarray, spread: float,
                 continue
             q = _quantile((err / scale).ravel(), level)
             lo, hi = band(means, stds, q, floor, spread, limits)
-            score = interval_score(lo, hi, truths, level)
-            if best is None or score < best[2]:
-                best = (q, floor, score, float(np.mean(hi - lo)))
-        q, floor, _, w = best
+            w = float(np.mean(hi - lo))
+            if best is None or w < best[2]:
+                best = (q, floor, w)
+        q, floor, w = best
         factors[level], width[level] = (q, floor), w
         loo = []
         for k in range(len(means)):
