@@ -7,8 +7,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.sciops-installed
+DOCS_STAMP := $(VENV)/.sciops-docs-installed
 
-.PHONY: setup demo lint test bench clean
+.PHONY: setup demo lint test docs bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +31,19 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
+# The documentation site with every gallery example executed (docs/examples, tiny settings, one
+# thread each); warnings are errors. Open docs/_build/html/index.html.
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
 bench: setup
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python scripts/bench_darcy_solver.py
 	$(BIN)/python scripts/bench_fno.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache docs/_build docs/auto_examples

@@ -37,6 +37,7 @@ def parse_args():
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", help="existing sciops Darcy dataset to use (default: generate one)")
+    p.add_argument("--json", help="results file (default docs/benchmarks/bench_fno.json)")
     return p.parse_args()
 
 
@@ -114,6 +115,17 @@ def main():
           f"({args.nop_modes}, {args.nop_modes}) = sciops modes ({args.nop_modes // 2}, {args.nop_modes // 2 + 1})")
     print(f"speed ratio (neuraloperator s/epoch / sciops s/epoch): {s_theirs / s_ours:.2f}x")
     print(f"error ratio (sciops / neuraloperator test relative L2): {e_ours / e_theirs:.2f}")
+    from results import Results
+
+    res = Results("bench_fno", settings=vars(args), extra_versions=("neuraloperator",))
+    table = res.table("fno", ["model", "s / epoch", "test relative L2", "parameters"],
+                      title=f"Darcy {args.resolution}^2, {args.n_train} train / {args.n_test} test, {args.epochs} epochs")
+    for name, (seconds, error, params) in results.items():
+        table.add([name, seconds, error, params])
+    table.add(["ratio", f"{s_theirs / s_ours:.2f}x faster", f"{e_ours / e_theirs:.2f}x the error", ""])
+    res.note(f"neuraloperator n_modes=({args.nop_modes}, {args.nop_modes}) = sciops modes "
+             f"({args.nop_modes // 2}, {args.nop_modes // 2 + 1}); same data, loss, optimiser and schedule")
+    res.write(args.json)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time, or process CPU time (steadier on a shared machine; CPU device only)")
+    parser.add_argument("--json", help="results file (default docs/benchmarks/bench_ns_solver.json)")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -126,6 +127,20 @@ def main() -> None:
         print(f"  ratio sciops / torch-cfd  {t_ours / t_theirs:6.3f}  (goal <= 0.8)")
         print(f"  ratio torch-cfd / floor   {t_theirs / t_floor:6.3f}")
     print(f"  ratio sciops / floor      {t_ours / t_floor:6.3f}")
+    from results import Results
+
+    res = Results("bench_ns_solver", settings=vars(args), extra_versions=("torch-cfd",))
+    table = res.table("step", ["", "ms / step", "ratio"],
+                      title=f"One RK4-CN step, {n}^2, batch {batch}, {args.dtype}, {args.threads} threads, "
+                            f"{args.clock} clock, median of {args.repeats} x {args.steps} steps")
+    table.add(["sciops crank_nicolson_rk4", 1e3 * t_ours,
+               f"{t_ours / t_theirs:.2f}x torch-cfd" if t_theirs is not None else "torch-cfd not installed"])
+    if t_theirs is not None:
+        table.add(["torch-cfd RK4CrankNicolsonStepper", 1e3 * t_theirs, ""])
+    table.add(["FFT floor (20 inverse + 5 forward rfft2 per sample)", 1e3 * t_floor,
+               f"sciops {t_ours / t_floor:.2f}x the floor"
+               + (f", torch-cfd {t_theirs / t_floor:.2f}x" if t_theirs is not None else "")])
+    res.write(args.json)
 
 
 if __name__ == "__main__":
