@@ -171,11 +171,11 @@ def constitutive_test_weight(a: torch.Tensor, a_ref: float, form: str = "resisti
     ``"flux"`` (w = 1): s - a grad u; ``"energy"`` (w = a^(-1/2)): the constitutive-relation error
     int |s - a grad u|^2 / a of Prager and Synge; ``"resistivity"`` (w = a_ref / a): a_ref (s / a -
     grad u), the form of the classical mixed method, in which grad u enters with a constant weight.
-    Measured in development runs (trainer, multi-phase Darcy 29^2, a in {5, 10}, label-free DGNO,
-    900 samples, 20 epochs, lr 2e-3, the same seed): validation relative L2 of u 0.088 (flux), 0.055 (energy), 0.039 (resistivity); the
-    flux form's predictions are systematically too small (best-fitting scale factor 0.92, i.e. an
-    effective coefficient that is too large), the energy form's by 4 %, the resistivity form's are
-    unbiased (scale 1.000). None for ``"flux"`` (no weight)."""
+    In development runs (label-free DGNO on multi-phase Darcy) the resistivity form gave the lowest
+    error and unbiased predictions, the flux form's predictions were systematically too small (an
+    effective coefficient that is too large) and the energy form's in between; the figures are on
+    the documentation's Darcy operators benchmark page (docs/benchmarks/darcy-operators.md).
+    None for ``"flux"`` (no weight)."""
     if form not in CONSTITUTIVE_FORMS:
         raise ValueError(f"constitutive form must be one of {', '.join(CONSTITUTIVE_FORMS)}, got {form!r}")
     p = CONSTITUTIVE_FORMS[form]

@@ -22,22 +22,22 @@ segment ending at t_0). Fine-tuning:
    alpha = 10^(-3/2). The loss is minimised by L-BFGS (strong Wolfe line search) over all inputs,
    accumulated in batches.
 
-Where this departs from the paper's description, and why (measured on 32^2 FNO data, nu = 1e-3,
-st-fno trained 15 epochs on 200 trajectories, refined on 40 test inputs; development runs):
+Where this departs from the paper's description, and why (development runs on 32^2 FNO data at
+nu = 1e-3; the measurements are on the documentation's Navier-Stokes benchmark page,
+docs/benchmarks/navier-stokes.md, "Development measurements quoted in docstrings"):
 
 * Only the added modes are trained. With the whole last layer free, every variant tried (Adam or
   L-BFGS; central, trapezoidal or Simpson time differences; records every 1 or 0.1) lowered the
-  residual and raised the test error (e.g. 0.0068 -> 0.0088 with L-BFGS). At small viscosity the
-  residual's dual norm controls the error only weakly (||e|| <~ ||R||_{H^-1} / sqrt(nu)): errors in
-  the lowest modes that vary slowly in time cost little residual, and the optimiser trades them for
-  the residual it removes elsewhere. What the residual does fix is what a trained model cannot
-  represent at all: the modes it truncates. An st-fno keeping 4 spatial modes, records every 0.1,
-  30 iterations: test error 0.0112 -> 0.0100 refined on the 40 test inputs themselves (0.0095 after
-  100 iterations), 0.0107 on 64 fresh inputs, 0.0105 on 256; on 32 fresh inputs and 100
-  iterations it overfits them (0.0119): the added modes have millions of weights.
+  residual and raised the test error. At small viscosity the residual's dual norm controls the
+  error only weakly (||e|| <~ ||R||_{H^-1} / sqrt(nu)): errors in the lowest modes that vary slowly
+  in time cost little residual, and the optimiser trades them for the residual it removes
+  elsewhere. What the residual does fix is what a trained model cannot represent at all: the modes
+  it truncates. A model that keeps only a few spatial modes gains from refining; refined on too
+  few fresh inputs for too many iterations, it overfits them (the added modes have millions of
+  weights).
 * The mean (k = 0) is left out of the norm: the mean vorticity is conserved (zero-mean forcing),
-  and its weight 1/alpha, about 1,000 times that of |k| = 2 pi, made its drift 98 % of the loss for
-  about 1 % of the error.
+  and its weight 1/alpha, about 1,000 times that of |k| = 2 pi, made its drift nearly all of the
+  loss for a small part of the error.
 * Trapezoidal rather than pointwise time differences: no one-sided differences at the ends, and no
   central-difference null space (records alternating in time cost nothing there).
 
@@ -46,8 +46,7 @@ dynamics in time: before fine-tuning, the residual of the reference trajectories
 the training file) is compared with the model's, and fine-tuning is refused when the reference's
 is not clearly smaller - the residual would then measure the time sampling (or a mismatch of the
 physics), not the model's error. Records every time unit (the default, a Courant number of about 6
-between records at 32^2) pass it: a 4-mode st-fno trained the same way on them went 0.0179 -> 0.0174
-(64 fresh inputs, 30 iterations).
+between records at 32^2) pass it.
 """
 from __future__ import annotations
 
