@@ -28,8 +28,9 @@ Label-free loss (``training_loss``), per batch (the points are shared by the bat
     where c is ``constitutive_weight`` and r2 tests the constitutive law in the form
     ``constitutive_form``: "resistivity" (default: a_ref (s / a - grad u), the classical mixed
     method's form), "energy" ((a_ref / a)^(1/2) (s - a grad u)) or "flux" (s - a grad u); see
-    ``sciops.physics.weak_form.constitutive_test_weight`` for why (the flux form biases u low by
-    about 8 % at the same budget in development runs). Terms with weight 0 are not computed: pde_weight =
+    ``sciops.physics.weak_form.constitutive_test_weight`` for why (the flux form biases u low at the
+    same budget in development runs; figures in docs/benchmarks/darcy-operators.md). Terms with
+    weight 0 are not computed: pde_weight =
     data_weight = kl_weight = 0 with supervised_weight > 0 and ``generative=False`` is the
     supervised MultiONet of the paper (the DGNO architecture trained on labels).
     With ``centres`` Wendland test functions at random centres (radii in [rbf_radius_min,

@@ -19,9 +19,10 @@ Both map an initial state (batch, C, y, x) to the trajectory of the next ``time_
   last record onto the first. An input segment of K records (batch, C, K, y, x) enters as K C
   channels. With ``residual`` (the default) the network predicts the change from the last input
   state, w(t_j) = w_last + FNO(...)_j, with one normalisation for inputs and outputs (the same
-  field): without it, the 3D FNO has to learn the identity part of the map from scratch, and on
-  navier-stokes (32^2, 64 trajectories, 6 epochs, FNO-3D defaults) its validation error was 0.44
-  against 0.35 with it (development runs; scripts/bench_ns_operators.py measures the defaults).
+  field): without it, the 3D FNO has to learn the identity part of the map from scratch, and its
+  validation error on navier-stokes was clearly higher in development runs (the figures are on the
+  documentation's Navier-Stokes benchmark page, docs/benchmarks/navier-stokes.md, where
+  scripts/bench_ns_operators.py measures the defaults).
 * ``st-fno`` (:class:`SpatiotemporalFNO`): the spatiotemporal FNO of Cao et al. (ICLR 2025),
   K input records -> T output records (10 -> 40 in the paper) with space-time spectral
   convolutions, the FNO-3D above with an input segment; trained with the relative Bochner
