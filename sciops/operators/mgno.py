@@ -38,10 +38,11 @@ silently change the operator, and levels never trained would add untrained weigh
 Resolution. The weights are local stencils, so a model trained at 33^2 runs at 65^2 (or 21^2)
 unchanged. It is not a discretisation-invariant operator: the stencils are not rescaled with the
 grid spacing and the V-cycle's depth in physical units changes with resolution, so accuracy at a
-resolution other than the training one is not guaranteed and must be measured. Measured (Darcy,
-trained 20 epochs at 33^2 with lr 2e-2, 20 fresh samples): relative L2 0.031 at 33^2 but 0.43 at
-65^2 and 0.41 at 21^2 (an FNO trained on the same data: 0.042, 0.045, 0.059). Train at the
-resolution you serve.
+resolution other than the training one is not guaranteed and must be measured: in development runs
+on Darcy the error at twice or about two thirds the training resolution was more than ten times the
+error at the training resolution, while an FNO trained on the same data kept its error (figures on
+the documentation's Darcy operators benchmark page, docs/benchmarks/darcy-operators.md). Train at
+the resolution you serve.
 
 Training. The stencils use an equalised-learning-rate parameterisation (see
 :mod:`sciops.layers.multigrid`); with the default trainer (AdamW, one-cycle) learning rates of

@@ -14,17 +14,13 @@ off by ~1e-3 on random F. Results agree with the torch backend to rounding. The 
 the particles in order, so a CPU run is bit-reproducible; CUDA atomics add in varying order.
 Local variables that loops change are declared ``int(0)``, as Warp's code generation requires.
 
-Why Warp (measured on the 2-core AMD EPYC, one thread, float32, the 2D elastic block of
-``scripts/bench_mpm.py``: 8192 particles, 128^2 grid; Taichi 1.7.4 CPU 4.4e6 particle-steps/s):
-
-* numba 0.68 (``@njit``, serial): 8.5e6, the fastest on CPU, and threads with per-thread grids;
-  but its CUDA target is a separate package (numba-cuda) with separately written kernels;
-* warp-lang 1.19 (CPU): 6.3e6 (1.4x Taichi) from the same kernel source as its CUDA launch; the
-  library of NCLaw and warp-mpm, actively maintained, with svd3 and atomics built in; CPU launches
-  are single-threaded (no 1 -> 2 thread scaling);
-* ``torch.compile`` of the torch transfers alone (no materials): 2.4e6 after a 22 s first compile.
-
-Warp gives one kernel source for CPU and CUDA above Taichi's speed, so it is the compiled backend.
+Why Warp: of the compiled options tried (numba ``@njit``, warp-lang, ``torch.compile`` of the
+torch transfers), numba was the fastest on CPU but its CUDA target is a separate package with
+separately written kernels; Warp runs one kernel source on CPU and CUDA above Taichi's speed, is
+the library of NCLaw and warp-mpm, actively maintained, with svd3 and atomics built in (its CPU
+launches are single-threaded); ``torch.compile`` was slower and paid a long first compile. So Warp
+is the compiled backend. The measurements are on the documentation's particles benchmark page
+(docs/benchmarks/particles.md).
 """
 # ruff: noqa: UP018
 
