@@ -15,7 +15,7 @@ inaccurate, and larger steps and RK2-CN are what remains. The script, in one run
 On the project's 2-core CPU machines the default settings take about half an hour; report what it
 prints, whichever way the comparison falls.
 
-    python scripts/bench_ns_hard.py [--n 96] [--epochs 30] [--fresh 8] [--out bench_ns_hard]
+    python scripts/bench_ns_hard.py [--n 48] [--epochs 20] [--fresh 4] [--out bench_ns_hard]
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ PARAMS = dict(viscosity=1e-4, forcing="fno", resolution=64, solve_resolution=128
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=96, help="training trajectories (the last tenth validates)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--fresh", type=int, default=8, help="fresh trajectories for the evaluation")
+    parser.add_argument("--n", type=int, default=48, help="training trajectories (the last tenth validates)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--fresh", type=int, default=4, help="fresh trajectories for the evaluation")
     parser.add_argument("--operator", default="t1")
     parser.add_argument("--out", default="bench_ns_hard", help="folder for the data and the run")
     parser.add_argument("--json", help="results JSON (default docs/benchmarks/bench_ns_hard.json)")

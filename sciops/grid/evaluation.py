@@ -366,6 +366,10 @@ def speed_sentence(report: dict, unit: str) -> str:
             continue
         verdict = " - an equally accurate solve is faster" if value < 1 else ""
         parts.append(f"at {where}: speedup {nominal:.3g}x nominal, {value:.3g}x at equal accuracy ({note}){verdict}")
+    baseline = report.get("baseline", {}).get("rel_l2")
+    if baseline is not None and report["metrics"]["rel_l2"]["mean"] >= baseline["mean"]:
+        parts.append(f"the surrogate is no more accurate than the trivial baseline ({baseline['mean']:.3g}): "
+                     f"no speedup means anything")
     return text + "; " + "; ".join(parts)
 
 
