@@ -137,7 +137,7 @@ def equal_accuracy(ladder: list[dict], surrogate_error: float, surrogate_seconds
               if p.get("error") is not None and p.get(key) and math.isfinite(p["error"])]
     if not points:
         if not ladder:
-            return None, "the problem declares no solver ladder"
+            return None, "the problem's solver ladder has no rung for this configuration"
         return None, "no rung of the ladder ran"
     if not math.isfinite(surrogate_error):
         return None, "the surrogate's error is not finite"

@@ -238,6 +238,8 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
                                         for k in surrogate.outputs},
                          "index": median_sample, "rel_l2": float(errors["rel_l2"][median_sample]),
                          "extent": extent}
+    if problem.geometry == "sphere":  # the figure's axes: latitude (first row first) and longitude in degrees
+        report["_arrays"]["lonlat"] = [float(problem.grid["lat"][0]), float(problem.grid["lat"][-1])]
     if trajectory:
         per_time = per_time_errors(_as_channels(pred, surrogate.outputs, problem), ref_t, problem.geometry,
                                    extent=extent, grid=grid)

@@ -16,9 +16,18 @@ import numpy as np
 from sciops.plotting import save_figure
 
 
-def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0, vmin=None, vmax=None):
+def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0, vmin=None, vmax=None,
+           lonlat=None):
     import matplotlib.pyplot as plt
 
+    if lonlat is not None:  # a field on the sphere, (lat, lon) with lonlat = (first, last latitude)
+        im = ax.imshow(field, origin="upper" if lonlat[0] > lonlat[1] else "lower", cmap=cmap, vmin=vmin, vmax=vmax,
+                       extent=(0, 360, min(lonlat), max(lonlat)), aspect="auto")
+        ax.set_xlabel("longitude (degrees east)", fontsize=8)
+        ax.set_ylabel("latitude (degrees north)", fontsize=8)
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title, fontsize=10)
+        return
     if isinstance(extent, (tuple, list)):  # per spatial dim, (..., y, x)
         ly, lx = (extent[-2], extent[-1]) if len(extent) >= 2 else (extent[0], extent[0])
     else:
@@ -41,6 +50,8 @@ def _plot_trajectory(report: dict, name_in: str, field_in: np.ndarray, name_out:
     import matplotlib.pyplot as plt
 
     arrays, extent = report["_arrays"], report["_arrays"].get("extent", 1.0)
+    if len(arrays["reference"]) > 1:
+        return _plot_fields(report)
     times = arrays["times"]
     shown = sorted({0, len(times) // 2, len(times) - 1})
     fig, axes = plt.subplots(len(shown), 4, figsize=(16, 3.6 * len(shown)), squeeze=False)
@@ -63,6 +74,35 @@ def _plot_trajectory(report: dict, name_in: str, field_in: np.ndarray, name_out:
                f"|error|, rel. L2 {arrays['per_time_rel_l2'][j]:.3g}", cmap="magma", extent=extent)
     fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median trajectory error of "
                  f"{report['samples']}, relative L2(0,T;L2) {arrays['rel_l2']:.3g})")
+    return fig
+
+
+def _plot_fields(report: dict):
+    """Trajectories of several output fields (shallow water's phi, u, v): each field's last record,
+    reference, prediction and |error| on one scale per field, and the error against time."""
+    import matplotlib.pyplot as plt
+
+    arrays = report["_arrays"]
+    names, lonlat, times = list(arrays["reference"]), arrays.get("lonlat"), arrays["times"]
+    fig, axes = plt.subplots(len(names), 4, figsize=(17, 3.4 * len(names)), squeeze=False)
+    for row, name in enumerate(names):
+        ref, pred = np.asarray(arrays["reference"][name])[-1], np.asarray(arrays["prediction"][name])[-1]
+        scale = dict(vmin=float(min(ref.min(), pred.min())), vmax=float(max(ref.max(), pred.max())))
+        t = f"t = {times[-1]:.4g}"
+        _image(axes[row, 0], ref, f"reference {name} (solver), {t}", lonlat=lonlat, **scale)
+        _image(axes[row, 1], pred, f"prediction {name} ({report['operator']})", lonlat=lonlat, **scale)
+        error = np.linalg.norm(pred - ref) / max(np.linalg.norm(ref), 1e-30)
+        _image(axes[row, 2], np.abs(pred - ref), f"|error| of {name}, rel. L2 {error:.3g}", cmap="magma", lonlat=lonlat)
+        axes[row, 3].axis("off")
+    ax = axes[0, 3]
+    ax.axis("on")
+    ax.plot(times, arrays["per_time_rel_l2"], "o-", label="this sample")
+    ax.plot(times, report["per_time"]["rel_l2"]["mean"], "s--", label=f"mean of {report['samples']}")
+    ax.set_xlabel("t")
+    ax.set_title("relative L2 error (all fields) vs time", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median trajectory error of "
+                 f"{report['samples']}, relative L2(0,T;L2) {arrays['rel_l2']:.3g}), last record")
     return fig
 
 

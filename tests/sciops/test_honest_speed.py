@@ -41,7 +41,7 @@ def test_equal_accuracy_interpolates_on_the_log_log_curve():
 
 
 def test_equal_accuracy_says_why_there_is_no_figure():
-    assert L.equal_accuracy([], 0.1, 1.0, 1.0) == (None, "the problem declares no solver ladder")
+    assert L.equal_accuracy([], 0.1, 1.0, 1.0) == (None, "the problem's solver ladder has no rung for this configuration")
     failed = [{"label": "x", "error": None, "seconds_per_sample": None, "note": "failed: blew up"}]
     assert L.equal_accuracy(failed, 0.1, 1.0, 1.0) == (None, "no rung of the ladder ran")
     report = L.speed_report(LADDER, 0.05, (2.0, 4.0), (100.0, 50.0))
