@@ -109,6 +109,19 @@ def cmd_import(args) -> None:
 
 
 def cmd_export(args) -> None:
+    """A run directory: its model (``--format``, :mod:`sciops.workflows.export`); a dataset: netCDF."""
+    source = Path(args.file)
+    if source.is_dir():
+        from sciops.runs import storage
+        from sciops.workflows.export import export_run
+
+        if not (source / storage.CONFIG).exists():
+            raise ValueError(f"{source} is a folder but not a sciops run (no {storage.CONFIG}); "
+                             f"export takes a run directory or a dataset file")
+        print(export_run(source, args.output, args.format or "exported-program", overwrite=args.overwrite))
+        return
+    if args.format is not None:
+        raise ValueError(f"--format applies to a run directory's model; {source} is exported as netCDF")
     from sciops.datasets.netcdf import export_netcdf
 
     print(f"wrote {export_netcdf(args.file, args.output, overwrite=args.overwrite)}")
@@ -272,9 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("export", help="write a dataset as CF netCDF-4 (FILE.h5 -o FILE.nc)")
-    p.add_argument("file", help="sciops dataset (HDF5)")
-    p.add_argument("-o", "--output", required=True, help="output netCDF file")
+    p = sub.add_parser("export", help="a dataset as CF netCDF-4 (FILE.h5 -o FILE.nc), or a run's model as a "
+                       "file that runs without sciops (RUN -o model.pt2 [--format F])")
+    p.add_argument("file", help="sciops dataset (HDF5) or grid run directory")
+    p.add_argument("-o", "--output", required=True, help="output netCDF file, or model file")
+    p.add_argument("--format", help="model format: exported-program (default, .pt2), torchscript (.pt) or onnx "
+                   "(.onnx; dgno, mgno and unet only)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_export)
 

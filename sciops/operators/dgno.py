@@ -191,6 +191,7 @@ class DGNO(Operator):
         self.a_net = MultiONet(2, latent, 1, **net)
         # [a_low, a_high, forcing, phase cells]; NaN until configure(); a_low NaN = lognormal medium
         self.register_buffer("physics", torch.full((4,), float("nan"), dtype=torch.float64))
+        self._physics = (math.nan,) * 4  # the buffer as Python floats, read under torch.export (``_value``)
         self.register_buffer("rng_step", torch.zeros((), dtype=torch.long))
         self.last_terms: dict[str, float] = {}
 
@@ -211,10 +212,26 @@ class DGNO(Operator):
             raise ValueError(f"this DGNO was set up for (a_low, a_high, forcing, cells) = {self.physics.tolist()}, "
                              f"not {values.tolist()}")
         self.physics.copy_(values)
+        self._sync_physics()
+
+    def _sync_physics(self) -> None:
+        """Mirror the ``physics`` buffer as Python floats (after configure and load_state_dict), for torch.export."""
+        self._physics = tuple(float(v) for v in self.physics.detach().cpu())
+
+    def _value(self, i: int) -> float:
+        """physics[i]: from the buffer, or under torch.export (where buffers hold no values and a branch on
+        them cannot be traced) from its mirror of the last configure or load_state_dict."""
+        if torch.compiler.is_exporting():
+            return self._physics[i]
+        return float(self.physics[i])
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._sync_physics()
 
     @property
     def configured(self) -> bool:
-        return not bool(torch.isnan(self.physics[2]))
+        return not math.isnan(self._value(2))
 
     def _require_configured(self) -> None:
         if not self.configured:
@@ -222,15 +239,15 @@ class DGNO(Operator):
 
     @property
     def two_phase(self) -> bool:
-        return not bool(torch.isnan(self.physics[0]))
+        return not math.isnan(self._value(0))
 
     @property
     def forcing(self) -> float:
-        return float(self.physics[2])
+        return self._value(2)
 
     @property
     def a_ref(self) -> float:
-        return 0.5 * float(self.physics[0] + self.physics[1]) if self.two_phase else 1.0
+        return 0.5 * (self._value(0) + self._value(1)) if self.two_phase else 1.0
 
     @property
     def u_ref(self) -> float:
@@ -242,7 +259,7 @@ class DGNO(Operator):
 
     def cells_for(self, nodes: int) -> int | None:
         """Coefficient lookup on a grid of ``nodes`` per side: phase cells if resolved, else None (nearest node)."""
-        cells = int(self.physics[3])
+        cells = int(self._value(3))
         if cells <= 0:
             return None
         try:
@@ -254,7 +271,7 @@ class DGNO(Operator):
     # --- encoder -------------------------------------------------------------------------------
     def _scaled_input(self, a: torch.Tensor) -> torch.Tensor:
         if self.two_phase:
-            lo, hi = float(self.physics[0]), float(self.physics[1])
+            lo, hi = self._value(0), self._value(1)
             return (2.0 * a - (lo + hi)) / (hi - lo)
         return torch.log(a.clamp_min(1e-12))
 
@@ -319,7 +336,7 @@ class DGNO(Operator):
 
     def a_from_logit(self, logit: torch.Tensor) -> torch.Tensor:
         if self.two_phase:
-            lo, hi = float(self.physics[0]), float(self.physics[1])
+            lo, hi = self._value(0), self._value(1)
             return lo + (hi - lo) * torch.sigmoid(logit)
         return torch.exp(logit)
 
@@ -343,7 +360,7 @@ class DGNO(Operator):
         mean, _ = self.encode(a)
         ny, nx = a.shape[-2:]
         u = self.decode_u(mean, grid_points(ny, nx, device=a.device, dtype=a.dtype))
-        return u.reshape(len(a), 1, ny, nx)
+        return u.reshape(a.shape[0], 1, ny, nx)  # not len(a): a traced batch stays dynamic
 
     # --- training ------------------------------------------------------------------------------
     def physics_residuals(self, beta: torch.Tensor, tf, a_values: torch.Tensor | None = None,
@@ -383,7 +400,7 @@ class DGNO(Operator):
             logit = self.evaluate(self.basis(points, u=False, a=True), beta)["a_logit"]
             a_true = coefficient_at(a_grid, points, cells)
             if self.two_phase:
-                lo, hi = float(self.physics[0]), float(self.physics[1])
+                lo, hi = self._value(0), self._value(1)
                 terms["data"] = F.binary_cross_entropy_with_logits(logit, ((a_true - lo) / (hi - lo)).clamp(0, 1))
             else:
                 terms["data"] = F.mse_loss(logit, torch.log(a_true.clamp_min(1e-12)))

@@ -58,7 +58,10 @@ class FNO(Operator):
         if self.grid_embedding:
             x = append_grid(x, self.geometry)
         v = self.lift(x)
-        pads = [round(self.padding * n) for n in sizes] if self.geometry == "bounded" else [0] * self.ndim
+        # int(n): sizes are tensors under torch.jit.trace, which round() does not take; without
+        # padding the sizes are not read at all, so that torch.export keeps them dynamic
+        bounded = self.geometry == "bounded" and self.padding
+        pads = [round(self.padding * int(n)) for n in sizes] if bounded else [0] * self.ndim
         if any(pads):
             v = F.pad(v, [p for pad in reversed(pads) for p in (0, pad)])
         last = len(self.spectral) - 1

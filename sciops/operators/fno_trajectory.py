@@ -147,7 +147,9 @@ class FNO3D(Operator):
         t = self.time_steps
         z = x.unsqueeze(2).expand(b, c, t, ny, nx)
         pt = round(self.time_padding * t)
-        py, px = (round(self.spatial_padding * n) for n in (ny, nx))
+        # int(n): sizes are tensors under torch.jit.trace, which round() does not take; without spatial
+        # padding the sizes are not read, so that torch.export keeps them dynamic
+        py, px = (round(self.spatial_padding * int(n)) if self.spatial_padding else 0 for n in (ny, nx))
         if pt or py or px:
             z = F.pad(z, (0, px, 0, py, 0, pt))
         out = self.fno(z)[:, :, :t, :ny, :nx]

@@ -85,7 +85,7 @@ class SphericalNet(nn.Module):
         return self._transforms[key]
 
     def forward(self, x: torch.Tensor, grid: str) -> torch.Tensor:
-        nlat, nlon = x.shape[-2:]
+        nlat, nlon = (int(n) for n in x.shape[-2:])  # plain ints key the transforms (traced sizes are tensors)
         sht, isht, embedding, (full_sht, full_isht) = self.transforms(nlat, nlon, grid, x.device, x.dtype)
         if self.grid_embedding:
             x = torch.cat([x, embedding.expand(x.shape[0], -1, -1, -1)], dim=1)
