@@ -68,7 +68,8 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),
-    "reset_modules": ("matplotlib",),
+    "reset_modules": ("matplotlib", "gallery_reset.reset_registries"),
+    "reset_modules_order": "both",
     "show_memory": False,
     "plot_gallery": os.environ.get("SCIOPS_DOCS_GALLERY", "True"),
 }
