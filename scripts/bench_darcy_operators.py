@@ -31,9 +31,10 @@ Inverse problem (multiphase, the label-free DGNO): ``--inverse`` fresh coefficie
 observations of the reference u at random interior nodes with Gaussian noise at 25 dB SNR
 (noise std^2 = mean(u_obs^2) / 10^2.5), inverted with ``sciops.workflows.inverse.invert`` (``model_error``
 the DGNO's last-epoch validation error of u by default, ``--model-error``; aggregate latent
-prior, multi-start MAP, Laplace posterior). Printed: mean relative L2 error of the posterior mean
+prior, multi-start MAP, the default pCN sampler). Printed: mean relative L2 error of the posterior mean
 of a, the share of grid points whose true a lies within 2 posterior standard deviations of the
-posterior mean, and seconds per inversion.
+posterior mean, and seconds per inversion. These are the uncalibrated bands of the default sampler;
+the calibrated bands of ``sciops invert`` (issue 25) are measured by scripts/bench_inverse.py.
 
 Run:  python scripts/bench_darcy_operators.py --resolution 64 --epochs 20
       python scripts/bench_darcy_operators.py --resolution 29 --n-train 200 --epochs 3 --inverse 2  (smoke test)

@@ -17,6 +17,7 @@ calibration (K inversions, once per observation design).
 
 Run:  python scripts/bench_inverse.py --workdir /tmp/invbench                 (trains if needed)
       python scripts/bench_inverse.py --run runs/dgno --problems 20 --samplers pcn,laplace
+      python scripts/bench_inverse.py --run runs/dgno --samplers laplace --steps 300   (the method before issue 25)
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--samplers", default="pcn,mixture,laplace")
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--pcn-steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=100, help="MAP steps per start (300: the setting before issue 25)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -93,7 +95,7 @@ def main(argv=None):
     a, u = problem.generate(args.problems, args.seed + 1000)[:2]
     n = a.shape[-1]
     interior = np.arange(n * n).reshape(n, n)[1:-1, 1:-1].ravel()
-    settings = dict(n_samples=args.samples, pcn_steps=args.pcn_steps)
+    settings = dict(n_samples=args.samples, pcn_steps=args.pcn_steps, steps=args.steps)
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
     print(f"DGNO run {run}: {spec.n_train} train / {spec.n_val} val samples at {n}^2, {len(history)} epochs, "
           f"last-epoch val rel. L2 of u {history[-1]['val']['l2']:.4f}; {args.problems} fresh problems, "
