@@ -92,6 +92,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch threads for training and inference")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", help="folder for data and runs (default: a new temporary folder)")
+    p.add_argument("--json", help="results file (default docs/benchmarks/bench_ns_operators.json)")
     p.add_argument("--reuse", action="store_true", help="reuse data and finished runs of an earlier call in --workdir")
     args = p.parse_args(argv)
     args.solve_resolution = args.solve_resolution or args.resolution
@@ -296,6 +297,15 @@ def main(argv=None):
           "relative L2 per record, averaged over records; L2 @T: of the last record (test means)")
     print(f"\n  {'model':<22} {'params':>10} {'rel L2':>7} {'rel H1':>7} {'L2/rec':>7} {'L2 @T':>7} {'s/epoch':>8} "
           f"{'ms/traj':>8} {'vs solve':>9} {'vs equal':>14}")
+    from results import Results
+
+    res = Results("bench_ns_operators", settings={k: v for k, v in vars(args).items() if k != "workdir"})
+    models = res.table("models", ["model", "parameters", "rel. L2(0,T;L2)", "rel. L2(0,T;H1)", "rel. L2 per record",
+                                  "rel. L2 last record", "s / epoch", "ms / trajectory",
+                                  f"speedup vs {args.solve_resolution}^2 solver", "vs equally accurate grid"],
+                       title=f"Navier-Stokes nu={args.viscosity:g}, stored {args.resolution}^2, solved "
+                             f"{args.solve_resolution}^2, {args.input_steps} input record(s) -> T={args.time_steps}; "
+                             f"{args.n_train} train / {args.n_test} test, {args.epochs} epochs")
     for name, r in results.items():
         n, floor = equal_accuracy(solver, r["rel_l2"], args.solve_resolution)
         equal = solver[n]["seconds"] / r["seconds"]
@@ -303,10 +313,16 @@ def main(argv=None):
         print(f"  {LABELS[name]:<22} {r['params']:>10,} {r['rel_l2']:>7.4f} {r['rel_h1']:>7.4f} {r['per_record']:>7.4f} "
               f"{r['last']:>7.4f} {epoch:>8.2f} {r['seconds'] * 1e3:>8.2f} {solve_seconds / r['seconds']:>8.1f}x "
               f"{('<=' if floor else '') + f'{equal:.2g}x':>9} @{n}^2")
+        models.add([LABELS[name].strip(), r["params"], r["rel_l2"], r["rel_h1"], r["per_record"], r["last"], epoch,
+                    r["seconds"] * 1e3, f"{solve_seconds / r['seconds']:.1f}x",
+                    f"{'<=' if floor else ''}{equal:.2g}x ({n}^2)"])
+    ladder = res.table("solver", ["grid", "ms / trajectory", "rel. L2(0,T;L2) vs data", "note"],
+                       title="Solver for the same T records, per trajectory")
     print("\n  solver (same T records from the last input state, interpolated to the stored grid):")
     for n, s in solver.items():
         print(f"    {n:>4}^2: {s['seconds'] * 1e3:8.2f} ms/trajectory, rel L2(0,T;L2) vs data {s['rel_l2']:.3g}"
               + (f" ({s['note']})" if "note" in s else ""))
+        ladder.add([f"{n}^2", s["seconds"] * 1e3, s["rel_l2"], s.get("note", "")])
 
     print("\ngoals:")
     if "t1" in histories and "fno-rollout" in histories:
@@ -332,6 +348,8 @@ def main(argv=None):
           f"(goal 10x: {'met' if honest[best] >= 10 else 'not met'})")
     print(f"\n{machine_line()}")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s; runs in {workdir}")
+    res.note(f"total wall time {time.perf_counter() - t_start:.0f} s")
+    res.write(args.json)
 
 
 if __name__ == "__main__":
