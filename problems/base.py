@@ -130,6 +130,10 @@ class Problem:
     # whether certify() gives guaranteed error bounds for approximate outputs (a surrogate's)
     certified: ClassVar[bool] = False
 
+    # whether the problem has a solver (imported data may not: the "external" problem), so that what
+    # needs one (evaluation on fresh samples, the ladder) can refuse before any work
+    has_solver: ClassVar[bool] = True
+
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)
 

@@ -73,6 +73,7 @@ class External(Problem):
     """Imported data: fields, grid and provenance, no solver."""
 
     name = "external"
+    has_solver = False
     operator_params = ("fields",)
     PARAMS = (
         _Described("fields", _DEFAULT_FIELDS, dict, "stored fields: name -> {dims, units, role, description}"),
@@ -105,7 +106,7 @@ class External(Problem):
         source = self.params["source"] or {}
         origin = f" from {source['file']}" if source.get("file") else ""
         return (f"external: there is no solver for imported data{origin}; import it with --as PROBLEM "
-                f"(and --param) to map it to a sciops problem whose solver can")
+                f"(and --param) to map it to a sciops problem with a solver")
 
     def sample_inputs(self, n: int, seed: int, start: int = 0):
         raise ValueError(self._no_solver())

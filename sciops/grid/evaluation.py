@@ -147,6 +147,8 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
     if fresh is not None:
         if fresh < 1:
             raise ValueError(f"fresh must be >= 1, got {fresh}")
+        if not problem.has_solver:
+            problem.sample_inputs(fresh, 0)  # raises its one-line error: no solver, and what to do instead
         seed = spec.fresh_seed(fresh)
         ins, outs, solve_seconds = [], [], 0.0
         bar = Progress(fresh, desc="reference solves", mode=progress_enabled)
