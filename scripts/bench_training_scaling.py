@@ -41,6 +41,7 @@ def parse_args():
     p.add_argument("--modes", type=int, default=12)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="results file (default docs/benchmarks/bench_training_scaling.json)")
     return p.parse_args()
 
 
@@ -104,6 +105,17 @@ def main() -> None:
                for a, b in zip(runs["1 process, 1 thread"][1], runs["2 processes, 1 thread each"][1]))
     print(f"largest per-epoch train-loss difference, 2 processes vs 1: {diff:.1e}")
     print(f"load average after: {load()}")
+    from results import Results
+
+    res = Results("bench_training_scaling", settings=vars(args))
+    table = res.table("rates", ["run", "training samples / s", "seconds per epoch"],
+                      title=f"FNO modes={args.modes} width={args.width}, Darcy {args.resolution}^2, {n_train} training "
+                            f"samples, global batch {args.batch_size}, {args.epochs} epochs (first not timed)")
+    for label, (rate, history) in runs.items():
+        table.add([label, rate, ", ".join(f"{h['seconds']:.2f}" for h in history)])
+    res.note(f"speed-up 2 processes / 1 process {two / one:.2f}x, parallel efficiency {two / (2 * one):.0%}; "
+             f"largest per-epoch train-loss difference, 2 processes vs 1: {diff:.1e}")
+    res.write(args.json)
 
 
 if __name__ == "__main__":
