@@ -27,7 +27,7 @@ def _persistence(problem, inputs: dict, output_fields: list[str], n_times: int):
         if source is None:
             return None, f"no input field matches output {name!r} for persistence"
         state = np.asarray(inputs[source])
-        if "t" in problem.fields[source].dims:  # an input segment: its last record
+        if any(d in ("t", "t_in") for d in problem.fields[source].dims):  # an input segment: its last record
             state = state[:, -1]
         out[name] = np.repeat(state[:, None], n_times, axis=1)
     return out, "persistence (every record equals the input state)"

@@ -150,3 +150,14 @@ def test_bounded_grid_metrics_are_the_closed_forms(darcy_file):
     assert m["max_abs"]["max"] == pytest.approx((e * np.abs(u).max(axis=(1, 2))).max(), rel=1e-5)
     assert "no equal-accuracy figure (left out (--no-ladder))" in summary_line(report)
     assert math.isnan(report["solver_seconds_per_sample"]) or report["solver_seconds_per_sample"] > 0
+
+
+def test_persistence_of_an_input_segment_repeats_its_last_record():
+    from sciops.grid.baseline import baseline_outputs
+
+    problem = problems.get("navier-stokes", resolution=16, solve_resolution=16, t_final=3.0, input_steps=2)
+    segment = np.arange(2 * 2 * 16 * 16, dtype=np.float32).reshape(2, 2, 16, 16)
+    reference = {"w": np.zeros((2, 3, 16, 16), np.float32)}
+    answer, what = baseline_outputs(problem, None, {"w0": segment}, reference, ["w"])
+    assert answer["w"].shape == (2, 3, 16, 16) and what.startswith("persistence")
+    np.testing.assert_array_equal(answer["w"][:, 2], segment[:, -1])
