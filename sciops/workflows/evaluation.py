@@ -24,7 +24,11 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
         print(f"note: the training of {run_dir} has not finished (interrupted, or still running); its best "
               f"weights so far are evaluated", file=sys.stderr)
     fresh = None if data else (50 if fresh is None else fresh)
-    trajectory = "t" in surrogate.problem.fields[surrogate.outputs[0]].dims
+    grid = kind is kinds.get("grid")
+    if tol is not None and not grid:
+        raise ValueError("--tol applies to grid runs (certified answers, error-controlled rollouts); particle runs "
+                         "are compared with the simulator only")
+    trajectory = grid and "t" in surrogate.problem.fields[surrogate.outputs[0]].dims
     if tol is not None and trajectory:
         from sciops.grid.hybrid import calibration_of, check_tol
 
@@ -37,8 +41,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
                          f"{', '.join(certified_problems())}")
     options = {"tol": tol} if tol is not None else {}
     if not ladder:
-        if kind is not kinds.get("grid"):
-            raise ValueError("--no-ladder applies to grid runs; particle runs are compared with the simulator only")
+        if not grid:
+            raise ValueError("--no-ladder applies to grid runs; particle runs always measure their ladder")
         options["ladder"] = False
     report = kind.evaluate(surrogate, fresh=fresh, data=data, **options)
     if report_path:  # before the figure: the figures are the report's, a failed plot must not lose them
