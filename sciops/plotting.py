@@ -28,6 +28,7 @@ def plot_accuracy_cost(report: dict, path: str | Path) -> Path:
     panel each). The report's ``accuracy_cost`` entry names the metric and unit and holds the
     surrogate's point (every kind's evaluation writes it)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,6 +54,8 @@ def plot_accuracy_cost(report: dict, path: str | Path) -> Path:
                      fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap on short ranges
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(f"seconds per {point['unit']}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
