@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",
                        description="Posterior estimate of the Darcy coefficient a (mean and pointwise std) from "
-                       "sparse noisy observations of u, with a trained DGNO run (see sciops.inverse).")
+                       "sparse noisy observations of u, with a trained DGNO run (see sciops.workflows.inverse).")
     p.add_argument("run_dir", help="run directory of a trained dgno")
     p.add_argument("--obs", required=True, help="observations: CSV with columns x,y,value, or HDF5 with datasets "
                    "points (M, 2) and values (M,) [and optional a_true (n, n), beta0 (latent,)]")
@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="Spectral-Refiner: fine-tune a space-time FNO on the PDE residual",
                        description="Freeze all but the last spectral layer of a trained fno3d / st-fno run, extend "
                                    "it to the full grid and minimise the H^-1 norm of the Navier-Stokes residual over "
-                                   "the added modes, on unlabeled inputs (see sciops.refine).")
+                                   "the added modes, on unlabeled inputs (see sciops.workflows.refine).")
     p.add_argument("run_dir", help="run directory of a trained fno3d or st-fno")
     p.add_argument("-o", "--output", required=True, help="run directory for the refined operator")
     p.add_argument("--inputs", help="refine on the inputs of this dataset (labels unused), e.g. the inputs to "
