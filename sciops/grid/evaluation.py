@@ -242,6 +242,9 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
                          "extent": extent}
     if problem.geometry == "sphere":  # the figure's axes: latitude (first row first) and longitude in degrees
         report["_arrays"]["lonlat"] = [float(problem.grid["lat"][0]), float(problem.grid["lat"][-1])]
+    dims = problem.fields[surrogate.outputs[0]].dims
+    if len(dims) == 3 and all(problem.grid_units.get(d) == "m" for d in dims):  # a volume in metres (radar)
+        report["_arrays"]["volume_axes"] = {d: [float(problem.grid[d][0]), float(problem.grid[d][-1])] for d in dims}
     if trajectory:
         per_time = per_time_errors(_as_channels(pred, surrogate.outputs, problem), ref_t, problem.geometry,
                                    extent=extent, grid=grid)

@@ -17,7 +17,7 @@ from sciops.plotting import save_figure
 
 
 def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0, vmin=None, vmax=None,
-           lonlat=None):
+           lonlat=None, volume_axes=None):
     import matplotlib.pyplot as plt
 
     if lonlat is not None:  # a field on the sphere, (lat, lon) with lonlat = (first, last latitude)
@@ -35,8 +35,18 @@ def _image(ax, field: np.ndarray, title: str, cmap: str = "viridis", extent=1.0,
     if field.ndim == 4:  # a 3D field with channels (radar's real and imaginary parts): its magnitude
         field = np.linalg.norm(field, axis=-1)
     if field.ndim == 3:  # a volume: its middle slice along the first axis, said in the title
-        title = f"{title}\n(slice {field.shape[0] // 2} of {field.shape[0]} along the first axis)"
-        field = field[field.shape[0] // 2]
+        k = field.shape[0] // 2
+        if volume_axes is not None:  # coordinates in metres: the slice's position and the axes
+            (d0, (a, b)), (d1, (y0, y1)), (d2, (x0, x1)) = volume_axes.items()
+            at = a + (b - a) * k / max(field.shape[0] - 1, 1)
+            im = ax.imshow(field[k], origin="lower", extent=(x0, x1, y0, y1), cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_xlabel(f"{d2} (m)", fontsize=8)
+            ax.set_ylabel(f"{d1} (m)", fontsize=8)
+            plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+            ax.set_title(f"{title}\n(slice {d0} = {at:.3g} m)", fontsize=10)
+            return
+        title = f"{title}\n(slice {k} of {field.shape[0]} along the first axis)"
+        field = field[k]
     if field.ndim == 1:
         ax.plot(np.linspace(0, lx, len(field)), field)
     else:
@@ -120,13 +130,14 @@ def plot_comparison(report: dict, path: str | Path) -> Path:
     if "times" in arrays:
         fig = _plot_trajectory(report, name_in, np.asarray(field_in), name_out, ref, pred)
     else:
-        extent = arrays.get("extent", 1.0)
+        extent, volume = arrays.get("extent", 1.0), dict(volume_axes=arrays.get("volume_axes"))
         fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-        _image(axes[0], field_in, f"input {name_in}", extent=extent)
+        _image(axes[0], field_in, f"input {name_in}", extent=extent, **volume)
         scale = dict(vmin=float(min(ref.min(), pred.min())), vmax=float(max(ref.max(), pred.max())))  # one scale
-        _image(axes[1], ref, f"reference {name_out} (solver)", extent=extent, **scale)
-        _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent, **scale)
-        _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent)
+        _image(axes[1], ref, f"reference {name_out} (solver)", extent=extent, **scale, **volume)
+        _image(axes[2], pred, f"prediction {name_out} ({report['operator']})", extent=extent, **scale, **volume)
+        _image(axes[3], np.abs(pred - ref), f"|error|, rel. L2 {arrays['rel_l2']:.3g}", cmap="magma", extent=extent,
+               **volume)
         fig.suptitle(f"{report['problem']['name']}: sample {arrays['index']} (median error of {report['samples']})")
     return save_figure(fig, path)
 
