@@ -121,6 +121,7 @@ from sciops.problems.lazy import lazy_module
 torch = lazy_module("torch")
 ns = lazy_module("sciops.solvers.navier_stokes")
 spectral = lazy_module("sciops.solvers.spectral")
+ns_diagnostics = lazy_module("sciops.solvers.ns_diagnostics")
 
 INITIAL_CONDITIONS = ("fno", "mcwilliams")
 STEPPERS = {"rk4cn": "crank_nicolson_rk4", "rk2cn": "crank_nicolson_rk2"}
@@ -419,6 +420,14 @@ class NavierStokes(Problem):
         times = list(self.grid["t"])
         w = self._integrate(batch, times, first_index, "solve of", **config).astype(np.float32)
         return w[0] if single else w
+
+    def diagnostics(self, outputs) -> dict[str, np.ndarray]:
+        """Kinetic energy (1/2)<u^2 + v^2> and enstrophy (1/2)<w^2> of trajectories w (batch, T, m, m),
+        each (batch, T) (``solvers.ns_diagnostics``): what ``sciops evaluate`` compares record by
+        record along a surrogate's rollout (their drift shows an unstable rollout early)."""
+        w = torch.as_tensor(np.asarray(outputs["w"] if isinstance(outputs, dict) else outputs), dtype=torch.float64)
+        return {"kinetic_energy": ns_diagnostics.kinetic_energy(w, self.length).numpy(),
+                "enstrophy": ns_diagnostics.enstrophy(w).numpy()}
 
     def solve(self, inputs):
         """Trajectory w (batch, T, m, m) float32 of initial vorticities w0 (batch, m, m); see the module

@@ -263,14 +263,16 @@ class ShallowWater(Problem):
         return {k: v[0] for k, v in out.items()} if single else out
 
     def diagnostics(self, outputs: dict) -> dict[str, np.ndarray]:
-        """Kinetic energy (the sum over degrees of ``sw_diagnostics.kinetic_energy_spectrum``) and
-        total energy (``sw_diagnostics.total_energy``) of output records {"phi", "u", "v"} (batch, T,
-        nlat, nlon), each (batch, T): what ``sciops evaluate`` compares along a surrogate's rollout
-        (energy drift shows an unstable rollout before its error does)."""
+        """Kinetic energy (the sum over degrees of ``sw_diagnostics.kinetic_energy_spectrum``), total
+        energy (``sw_diagnostics.total_energy``) and mass (``sw_diagnostics.mass``, conserved by the
+        solver to round-off) of output records {"phi", "u", "v"} (batch, T, nlat, nlon), each
+        (batch, T): what ``sciops evaluate`` compares record by record along a surrogate's rollout
+        (energy or mass drift shows an unstable rollout before its error does)."""
         s = self.solver
         state = s.from_grid(outputs["phi"], outputs["u"], outputs["v"])
         return {"kinetic_energy": sw_diagnostics.kinetic_energy_spectrum(s, state).sum(-1).cpu().numpy(),
-                "total_energy": sw_diagnostics.total_energy(s, state).cpu().numpy()}
+                "total_energy": sw_diagnostics.total_energy(s, state).cpu().numpy(),
+                "mass": sw_diagnostics.mass(s, state).cpu().numpy()}
 
     def solve(self, inputs):
         """Trajectories {phi, u, v} (batch, T, nlat, nlon) float32 of inputs {phi0, u0, v0} (batch, nlat, nlon);

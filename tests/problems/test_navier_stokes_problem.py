@@ -302,3 +302,15 @@ def test_generate_cli_with_an_input_segment(tmp_path, capsys):
         x, y = data.get_batch([0, 1])
         assert x.shape == (2, 1, 2, 16, 16) and y.shape == (2, 1, 2, 16, 16)
         assert data.problem.input_steps == 2
+
+
+def test_diagnostics_are_the_closed_forms_of_a_single_mode():
+    """w = sin(kappa x): enstrophy (1/2)<w^2> = 1/4 and kinetic energy (1/2)<|u|^2> = 1 / (4 kappa^2)."""
+    problem = problems.get("navier-stokes", resolution=16, solve_resolution=16, t_final=2.0)
+    n, length = 16, problem.length
+    x = np.arange(n) * length / n
+    kappa = 2 * np.pi * 3 / length
+    w = np.broadcast_to(np.sin(kappa * x)[None, :], (n, n))[None, None].repeat(2, axis=1)  # (1, 2, n, n)
+    d = problem.diagnostics({"w": w})
+    np.testing.assert_allclose(d["enstrophy"], 0.25, rtol=1e-12)
+    np.testing.assert_allclose(d["kinetic_energy"], 0.25 / kappa ** 2, rtol=1e-12)
