@@ -230,6 +230,11 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
                "residual_record": _timed(residuals, problem, start, first)[1] / n if "residual" in found else None}
     if estimator == "auto":
         estimator = max(fitted, key=lambda k: -1 if math.isnan(fitted[k]["spearman"]) else fitted[k]["spearman"])
+    chosen = fitted[estimator]
+    if not chosen["b"] > 0 or not chosen["spearman"] > 0:  # the estimate would fall as the indicator grows
+        raise ValueError(f"calibrate: the {estimator} indicator does not rank the errors of these {n} validation "
+                         f"trajectories (Spearman {chosen['spearman']:.3g}, slope {chosen['b']:.3g}); train the run "
+                         f"further or calibrate on more trajectories (--data FILE, --n-val)")
     return {"estimator": estimator, **{k: fitted[estimator][k] for k in ("a", "b", "margin")},
             "rung": rung, "spearman": {k: v["spearman"] for k, v in fitted.items()},
             "rung_errors": rung_errors, "seconds": seconds, "n_val": n, "time_steps": t}
