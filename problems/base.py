@@ -134,6 +134,10 @@ class Problem:
     # needs one (evaluation on fresh samples, the ladder) can refuse before any work
     has_solver: ClassVar[bool] = True
 
+    # whether record_residuals() measures how far records are from the problem's equations (the
+    # error indicator of error-controlled rollouts)
+    has_residual: ClassVar[bool] = False
+
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)
 
@@ -159,6 +163,12 @@ class Problem:
         """The same map over k record intervals (trajectory problems): what advances a state by one
         record in error-controlled rollouts (:mod:`sciops.grid.hybrid`). The default has no records."""
         raise ValueError(f"{self.name} records no trajectory; expected a trajectory problem")
+
+    def record_residuals(self, initial: dict, records: dict) -> dict:
+        """The residual in the problem's equations of each record interval of trajectories ``records``
+        {output: (batch, T, ...)} started from ``initial`` {output: (batch, ...)}: {output: (batch, T,
+        ...)} in the outputs' units (``solvers.residual``). Only problems with ``has_residual``."""
+        raise NotImplementedError(f"{self.name} has no record residual")
 
     def check_input_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         """ValueError when inputs of these shapes (input field -> array shape, a batch or one sample)

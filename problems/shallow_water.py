@@ -80,6 +80,7 @@ from sciops.problems.lazy import lazy_module
 torch = lazy_module("torch")
 sw = lazy_module("sciops.solvers.shallow_water")
 sw_diagnostics = lazy_module("sciops.solvers.sw_diagnostics")
+residual = lazy_module("sciops.solvers.residual")
 ic = lazy_module("sciops.solvers.sw_initial")
 stepping = lazy_module("sciops.solvers.exponential_stepping")
 sphere = lazy_module("sciops.solvers.sphere_grid")
@@ -102,6 +103,7 @@ class ShallowWater(Problem):
     """Rotating shallow water on the sphere: initial (phi, u, v) -> hourly trajectory."""
 
     name = "shallow-water"
+    has_residual = True
     operator_params = ("record_every", "records", "hyperdiffusion_time")
     geometry = "sphere"
     PARAMS = (
@@ -273,6 +275,16 @@ class ShallowWater(Problem):
         return {"kinetic_energy": sw_diagnostics.kinetic_energy_spectrum(s, state).sum(-1).cpu().numpy(),
                 "total_energy": sw_diagnostics.total_energy(s, state).cpu().numpy(),
                 "mass": sw_diagnostics.mass(s, state).cpu().numpy()}
+
+    def record_residuals(self, initial, records) -> dict[str, np.ndarray]:
+        """The Hermite residual (``solvers.residual``) of each record interval of trajectories {phi, u,
+        v} (batch, T, nlat, nlon) from {phi, u, v} (batch, nlat, nlon), with the solver's tendency
+        (hyperdiffusion included): {phi, u, v} (batch, T, nlat, nlon) float64."""
+        s = self.solver
+        grid = (np.concatenate([np.asarray(initial[k])[:, None], np.asarray(records[k])], 1) for k in OUTPUTS)
+        with torch.no_grad():
+            r = s.to_grid(residual.hermite_residual(s.from_grid(*grid), s.tendency, self.params["record_every"]))
+        return {k: r[:, :, i].double().numpy() for i, k in enumerate(OUTPUTS)}
 
     def solve(self, inputs):
         """Trajectories {phi, u, v} (batch, T, nlat, nlon) float32 of inputs {phi0, u0, v0} (batch, nlat, nlon);

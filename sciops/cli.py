@@ -145,7 +145,7 @@ def cmd_evaluate(args) -> None:
     from sciops.workflows.evaluation import evaluate_run
 
     print(evaluate_run(args.run_dir, data=args.data, fresh=args.fresh, tol=args.tol, report_path=args.report,
-                       plot=args.plot, device=args.device, ladder=not args.no_ladder))
+                       plot=args.plot, device=args.device, ladder=not args.no_ladder, steps=args.steps))
 
 
 def cmd_calibrate(args) -> None:
@@ -336,17 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, help="also certify the answers to this relative error (darcy): coverage and "
                    "effectivity of the guaranteed bound, the share the solver finishes, the certified time; "
                    "trajectory runs: run the hybrid rollout (solver records where the calibrated estimate exceeds it)")
+    p.add_argument("--steps", type=_positive_int, help="with --tol on a trajectory run: roll out this many records "
+                   "(default the training horizon; longer ones are checked against the solver run here)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="calibrate a trajectory run's per-record error estimator (for --tol rollouts)",
                        description="Run the surrogate on the run's validation trajectories, fit its error against the "
-                                   "accumulated short-solve defect (or the H^-1 residual) and store the fit in the run "
+                                   "accumulated record residual or short-solve defect and store the fit in the run "
                                    "(see sciops.grid.hybrid).")
     p.add_argument("run_dir")
     p.add_argument("--n-val", type=_positive_int, help="validation trajectories (default: the run's n_val)")
     p.add_argument("--data", help="take them from the last rows of this file instead of the training file")
     p.add_argument("--estimator", choices=("auto", "defect", "residual"), default="auto",
-                   help="auto (default): the one with the higher Spearman correlation on the validation records")
+                   help="auto (default): the cheapest whose Spearman correlation with the validation errors reaches "
+                   "0.9, else the best ranking one")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",

@@ -1,10 +1,13 @@
 """Error-controlled rollouts (issue 21): surrogate alone, hybrid at two tolerances and the solver ladder
 over 4x the training horizon, on navier-stokes (nu = 1e-3) and shallow-water at tiny sizes.
 
-Trains a small fno-rollout per problem here (a couple of minutes on 2 cores), calibrates it on its
-validation trajectories, and on fresh trajectories prints per-record relative L2 errors, the solver's
-record and work shares, and wall time per trajectory against the solver alone and against the
-cheapest rung as accurate as the hybrid. Usage: .venv/bin/python scripts/bench_hybrid.py [--out DIR]
+Trains a small fno-rollout per problem here (seconds on 2 cores), calibrates it on its validation
+trajectories, and on fresh trajectories prints the estimators' rank correlation with the true
+per-record errors and their cost against a surrogate record and a reference solver record, then
+per-record relative L2 errors of the surrogate alone, the hybrid at tolerances of 1/2 and 1/4 of
+the surrogate's own worst error (so that both bite), and the solver's rungs; the solver's record
+share and wall time per trajectory against the solver alone and against the cheapest rung as
+accurate as the hybrid. Usage: .venv/bin/python scripts/bench_hybrid.py [--out DIR] [--json FILE]
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_line  # noqa: E402
+from results import Results  # noqa: E402
 
 import sciops  # noqa: E402
 from sciops.cli import main  # noqa: E402
@@ -29,8 +33,8 @@ CASES = {
     "shallow-water": (dict(nlat=16, records=3, record_every=3600.0), 64, 25,
                       ["--set", "width=16", "--set", "modes=6", "--set", "layers=3"]),
 }
-TOLS = (0.1, 0.03)
-FRESH = 4
+TOL_FRACTIONS = (0.5, 0.25)
+FRESH = 8
 
 
 def timed(fn, *args, **kw):
@@ -39,14 +43,11 @@ def timed(fn, *args, **kw):
     return out, time.perf_counter() - t0
 
 
-def per_record(problem, answer, ref, steps):
-    answer = answer if isinstance(answer, dict) else {problem.output_fields[0]: answer}
-    ref = ref if isinstance(ref, dict) else {problem.output_fields[0]: ref}
-    return np.stack([hybrid.record_errors(problem, hybrid.states_of(problem, answer, "output", k),
-                                          hybrid.states_of(problem, ref, "output", k)) for k in range(steps)], 1)
+def as_dict(problem, answer):
+    return answer if isinstance(answer, dict) else {problem.output_fields[0]: answer}
 
 
-def bench(name, out_dir):
+def bench(name, out_dir, res):
     params, n, epochs, model = CASES[name]
     data, run = out_dir / f"{name}.h5", out_dir / f"{name}-run"
     args = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
@@ -58,27 +59,34 @@ def bench(name, out_dir):
     s = sciops.load(run, device="cpu")
     problem, cal = s.problem, s.spec.error_estimator
     steps = 4 * problem.time_steps
-    long = problem.with_records(steps)
     x = problem.sample_inputs(FRESH, s.spec.fresh_seed(FRESH))
-    ref, solver_s = timed(long.solve, x)
+    ref, solver_s = timed(problem.with_records(steps).solve, x)
+    ref, solver_s = as_dict(problem, ref), solver_s / FRESH
     print(f"[{name}] {steps} records (4x the training horizon {problem.time_steps}), {FRESH} fresh trajectories; "
-          f"solver alone {solver_s / FRESH * 1e3:.3g} ms/trajectory")
-    alone = s.solve(x, steps=steps)
-    e = per_record(problem, alone.records, ref, steps)
-    print(f"  surrogate alone: {alone.seconds / FRESH * 1e3:.3g} ms/traj; per-record max error "
-          + " ".join(f"{v:.3f}" for v in e.max(0)))
-    model_inputs = x if isinstance(x, dict) else {problem.input_fields[0]: x}
-    start = hybrid.states_of(problem, model_inputs, "input")
-    pred = s.solve(x)
-    pred = pred if isinstance(pred, dict) else {problem.output_fields[0]: pred}
-    ind = np.cumsum(hybrid.indicators(cal["estimator"], hybrid.Stepper(problem), cal["rung"], start, pred), 1)
-    fresh_rho = hybrid.spearman(ind, per_record(problem, pred, ref, problem.time_steps))
-    print(f"  estimator {cal['estimator']}: validation Spearman {cal['spearman']}, fresh {fresh_rho:.3f}; cost "
-          f"defect {cal['seconds']['defect_record'] * 1e3:.3g} ms/record"
-          + (f", residual {cal['seconds']['residual_record'] * 1e3:.3g} ms/record" if cal['seconds']['residual_record']
-             else "") + f", surrogate {cal['seconds']['surrogate_record'] * 1e3:.3g} ms/record")
+          f"solver alone {solver_s * 1e3:.3g} ms/trajectory")
+
+    # the estimators on fresh trajectories over the training horizon
+    start = hybrid.states_of(problem, problem.as_field_dict(x, "input"), "input")
+    pred = as_dict(problem, s.solve(x))
+    errors = hybrid.trajectory_errors(problem, pred, {k: v[:, :problem.time_steps] for k, v in ref.items()})
+    stepper, sec = hybrid.Stepper(problem), cal["seconds"]
+    est_table = res.table(f"{name}-estimators", ["estimator", "Spearman (validation)", "Spearman (fresh)",
+                                                 "cost / surrogate record", "cost / solver record"],
+                          title=f"{name}: error indicators against the true per-record error")
+    for est in cal["spearman"]:
+        ind = np.cumsum(hybrid.indicators(est, stepper, cal["rung"], start, pred), 1)
+        rho = hybrid.spearman(ind, errors)
+        row = [est, round(cal["spearman"][est], 3), round(rho, 3), round(sec[est] / sec["surrogate"], 2),
+               round(sec[est] / sec["solver"], 3)]
+        est_table.add(row)
+        print(f"  estimator {est}{' (chosen)' if est == cal['estimator'] else ''}: Spearman validation {row[1]}, "
+              f"fresh {row[2]}; cost {row[3]}x a surrogate record, {row[4]}x a reference solver record")
+
+    table = res.table(f"{name}-rollouts", ["answer", "max record error", "solver records", "ms / trajectory",
+                                           "x solver", "x equally accurate rung"],
+                      title=f"{name}: {steps} records (4x the training horizon), {FRESH} fresh trajectories")
     rungs = []
-    for rung in long.ladder():
+    for rung in problem.with_records(steps).ladder():
         if rung.solve is None:
             continue
         try:
@@ -86,30 +94,44 @@ def bench(name, out_dir):
         except ValueError as err:
             print(f"  rung {rung.label}: failed ({str(err)[:80]})")
             continue
-        err_r = per_record(problem, answer, ref, steps).max()
+        err_r = hybrid.trajectory_errors(problem, as_dict(problem, answer), ref).max()
         rungs.append((rung.label, err_r, seconds / FRESH))
+        table.add([f"rung {rung.label}", round(float(err_r), 4), "100%", round(seconds / FRESH * 1e3, 3),
+                   round(solver_s / (seconds / FRESH), 2), ""])
         print(f"  rung {rung.label}: max record error {err_r:.4f}, {seconds / FRESH * 1e3:.3g} ms/traj")
-    for tol in TOLS:
-        h = s.solve(x, steps=steps, tol=tol)
-        e = per_record(problem, h.records, ref, steps)
-        seconds = h.seconds / FRESH
+
+    def report(label, result):
+        e = hybrid.trajectory_errors(problem, as_dict(problem, result.records), ref)
+        seconds = result.seconds / FRESH
         equal = [r for r in rungs if r[1] <= e.max()]
         cheapest = min(equal, key=lambda r: r[2]) if equal else None
-        print(f"  hybrid tol {tol:g}: max record error {e.max():.4f} (per record "
-              + " ".join(f"{v:.3f}" for v in e.max(0)) + f"), solver records {h.solver_record_share:.0%}, solver "
-              f"work {h.solver_work_share:.0%}, {seconds * 1e3:.3g} ms/traj = {solver_s / FRESH / seconds:.2g}x the "
-              f"solver's speed" + (f", {cheapest[2] / seconds:.2g}x the equally accurate rung {cheapest[0]}"
-                                   if cheapest else ", no rung as accurate"))
+        vs_rung = f"{cheapest[2] / seconds:.2g}x ({cheapest[0]})" if cheapest else "no rung as accurate"
+        table.add([label, round(float(e.max()), 4), f"{result.solver_record_share:.0%}", round(seconds * 1e3, 3),
+                   round(solver_s / seconds, 2), vs_rung])
+        print(f"  {label}: max record error {e.max():.4f} (per record " + " ".join(f"{v:.3f}" for v in e.max(0))
+              + f"), solver records {result.solver_record_share:.0%}, {seconds * 1e3:.3g} ms/traj = "
+              f"{solver_s / seconds:.2g}x the solver's speed; against the equally accurate rung: {vs_rung}")
+        return e.max()
+
+    worst = report("surrogate alone", s.solve(x, steps=steps))
+    for fraction in TOL_FRACTIONS:
+        tol = float(f"{fraction * worst:.2g}")
+        report(f"hybrid tol {tol:g}", s.solve(x, steps=steps, tol=tol))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="keep the data and runs here (default: a temporary folder)")
     parser.add_argument("--problems", nargs="*", default=list(CASES))
+    parser.add_argument("--json", help="write the results here (default docs/benchmarks/bench_hybrid.json)")
     a = parser.parse_args()
     print(machine_line())
+    results = Results("bench_hybrid", settings={"problems": a.problems, "fresh": FRESH,
+                                                "tol_fractions": list(TOL_FRACTIONS)})
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(a.out or tmp)
         out.mkdir(parents=True, exist_ok=True)
         for name in a.problems:
-            bench(name, out)
+            bench(name, out, results)
+    results.note("tolerances are fractions of the surrogate alone's worst record error over the same rollouts")
+    results.write(a.json)

@@ -210,6 +210,10 @@ class NavierStokes2D:
         """(nu lap - mu) w_hat."""
         return self.linear * w_hat
 
+    def tendency(self, w_hat: torch.Tensor) -> torch.Tensor:
+        """d w_hat / dt, both parts: a quadratic polynomial of w_hat (``solvers.residual``)."""
+        return self.explicit_terms(w_hat) + self.implicit_terms(w_hat)
+
     def implicit_solve(self, w_hat: torch.Tensor, eta: float) -> torch.Tensor:
         """The y with y - eta (nu lap - mu) y = w_hat."""
         key = float(eta)

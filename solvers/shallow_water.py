@@ -211,6 +211,11 @@ class ShallowWaterSphere(torch.nn.Module):
         return torch.stack((-curl_div[..., 1, 1, :, :], -curl_div[..., 0, 1, :, :],
                             curl_div[..., 0, 0, :, :] - self.lap * bernoulli), dim=-3)
 
+    def tendency(self, state: torch.Tensor) -> torch.Tensor:
+        """d(Phi, zeta, delta)/dt with the hyperdiffusion: a quadratic polynomial of the state
+        (``solvers.residual``)."""
+        return self.explicit_terms(state) - self.decay_rates * state
+
     # --- checks ------------------------------------------------------------------------------------
     def _check_grid_shape(self, shape) -> None:
         if tuple(shape[-2:]) != (self.nlat, self.nlon):

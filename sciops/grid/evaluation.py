@@ -115,17 +115,20 @@ def check_same_geometry(data_problem, problem, path) -> None:
 
 
 def evaluate(surrogate, *, fresh: int | None = None, data: str | Path | None = None, batch: int = 25,
-             progress_enabled: bool | None = None, tol: float | None = None, ladder: bool = True) -> dict:
+             progress_enabled: bool | None = None, tol: float | None = None, ladder: bool = True,
+             steps: int | None = None) -> dict:
     """Errors and speedup of ``surrogate`` against its reference solver (see module docstring);
     with ``tol``, also its certified answers (``report["certified"]``, see
     :func:`sciops.grid.certified.certified_report`). The share of inputs outside the training inputs'
     summary is reported (``out_of_distribution_share``) instead of warned about on every call.
-    ``ladder=False`` leaves out the solver ladder (errors only, no equal-accuracy speedup)."""
+    ``ladder=False`` leaves out the solver ladder (errors only, no equal-accuracy speedup). On a
+    trajectory run ``tol`` runs the hybrid rollout over ``steps`` records (default the horizon) instead
+    (``report["hybrid"]``, see :func:`sciops.grid.hybrid.hybrid_report`)."""
     with counted_not_warned():
-        return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, ladder)
+        return _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, ladder, steps)
 
 
-def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder) -> dict:
+def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder, steps) -> dict:
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
@@ -261,7 +264,7 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder)
         if hybrid_tol is not None:
             from sciops.grid.hybrid import hybrid_report
 
-            report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol))
+            report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol, steps))
     return report
 
 
@@ -403,9 +406,13 @@ def summary_line(report: dict) -> str:
         text += "\n" + certified_text(report["certified"])
     if "hybrid" in report:
         h = report["hybrid"]
-        text += (f"\nhybrid at tol {h['tol']:g}: max record error {h['max_record_error']:.4f}, solver records "
-                 f"{h['solver_record_share']:.1%}, {h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory; "
-                 f"estimator Spearman {report['estimator_spearman']:.3f}")
+        solver = (f", the solver alone {h['solver_seconds_per_trajectory'] * 1e3:.3g} ms"
+                  if "solver_seconds_per_trajectory" in h else "")
+        text += (f"\nhybrid at tol {h['tol']:g} over {h['steps']} records: max record error "
+                 f"{h['max_record_error']:.4f} (surrogate alone {h['surrogate_max_record_error']:.4f}), solver records "
+                 f"{h['solver_record_share']:.1%}, {h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate "
+                 f"alone {h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver}); {h['estimator']} estimator "
+                 f"Spearman {report['estimator_spearman']:.3f}")
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

@@ -14,7 +14,7 @@ from sciops.reporting import public
 
 def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: int | None = None,
                  tol: float | None = None, report_path: str | Path | None = None, plot: str | Path | None = None,
-                 device=None, ladder: bool = True) -> str:
+                 device=None, ladder: bool = True, steps: int | None = None) -> str:
     """Evaluate on ``data`` or on ``fresh`` new samples (50 when neither is given); the summary line.
     ``plot`` writes the kind's figure, and for grid runs with a ladder the accuracy-cost figure beside
     it (``<plot>-accuracy-cost.png``)."""
@@ -29,6 +29,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
         raise ValueError("--tol applies to grid runs (certified answers, error-controlled rollouts); particle runs "
                          "are compared with the simulator only")
     trajectory = grid and "t" in surrogate.problem.fields[surrogate.outputs[0]].dims
+    if steps is not None and (tol is None or not trajectory):
+        raise ValueError("--steps applies to trajectory runs with --tol (the hybrid rollout's length)")
     if tol is not None and trajectory:
         from sciops.grid.hybrid import calibration_of, check_tol
 
@@ -40,6 +42,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
         raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "
                          f"{', '.join(certified_problems())}")
     options = {"tol": tol} if tol is not None else {}
+    if steps is not None:
+        options["steps"] = steps
     if not ladder:
         if not grid:
             raise ValueError("--no-ladder applies to grid runs; particle runs always measure their ladder")
