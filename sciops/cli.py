@@ -348,8 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-val", type=_positive_int, help="validation trajectories (default: the run's n_val)")
     p.add_argument("--data", help="take them from the last rows of this file instead of the training file")
     p.add_argument("--estimator", choices=("auto", "defect", "residual"), default="auto",
-                   help="auto (default): the cheapest whose Spearman correlation with the validation errors reaches "
-                   "0.9, else the best ranking one")
+                   help="auto (default): the one whose Spearman correlation with the validation errors is highest "
+                   "(the cheaper of two within 0.01)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",
