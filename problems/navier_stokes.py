@@ -462,13 +462,13 @@ class NavierStokes(Problem):
         return self._solve(inputs, n=n, dt=dt, stepper=stepper)
 
     def with_records(self, k: int) -> NavierStokes:
-        """The same flow over k records from a single state (input_steps 1), with the reference's time
-        step and scales: the warm-up absorbs the shortened horizon, so dt, the resolution check and the
-        ladder's rungs are this problem's (the warm-up itself only matters to ``sample_inputs``)."""
+        """The same flow over k records from a single state (input_steps 1). Within this problem's
+        horizon the warm-up absorbs the shortened one, so dt, the resolution check and the ladder's rungs
+        are this problem's; beyond it they are the longer flow's (the forcing's velocity scale grows with
+        time: the automatic dt shrinks, and a given dt may be refused by the CFL check)."""
         p, every = self.params, self.params["record_every"]
         warmup = max(0.0, p["warmup"] + p["t_final"] - k * every)
-        return self.with_params(t_final=k * every, warmup=warmup, input_steps=1,
-                                dt=p["dt"] if k * every + warmup <= p["warmup"] + p["t_final"] else self.dt)
+        return self.with_params(t_final=k * every, warmup=warmup, input_steps=1)
 
     # --- the solver ladder ---------------------------------------------------------------------------
     def ladder(self) -> list[Rung]:

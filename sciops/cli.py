@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="take them from the last rows of this file instead of the training file")
     p.add_argument("--estimator", choices=("auto", "defect", "residual"), default="auto",
                    help="auto (default): the one whose Spearman correlation with the validation errors is highest "
-                   "(the cheaper of two within 0.01)")
+                   "(the defect within 0.01 of the other)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("invert", help="recover the coefficient from observations of u with a trained DGNO",

@@ -13,24 +13,33 @@ Estimators (per record k of a rollout, computed from the surrogate's own records
       between the surrogate's record k and a cheap rung of the solver ladder advanced one record
       interval from record k - 1. The rung is the cheapest whose one-record error (from true states
       of the validation trajectories) is at most ``RUNG_FRACTION`` x the surrogate's first-record
-      error, else the reference one-record solve: an accurate indicator, but it costs a solve.
+      error (the next such where the states fail its checks), else the reference one-record solve: an
+      accurate indicator, but it costs a solve.
     D_k = sum of the indicators since the last solver record (or the start).
     Calibration (:func:`calibrate`, ``sciops calibrate RUN``) runs the surrogate on the run's
     validation trajectories (the last n_val rows of its training file), fits log e = a + b log D by
-    least squares, shifts a up by the largest residual of the fit (so the estimate bounds every
-    validation record's error), and stores in the run spec (``error_estimator``) the estimator asked
-    for or, by default, the best ranking one (Spearman correlation with the errors; the cheaper of
-    two within ``SPEARMAN_TIE``), with the cost of each against the surrogate's and the reference
-    solver's record. Ranking decides before cost: on shallow-water the residual (Spearman 0.93
-    against the defect's 0.99) let a hybrid rollout miss its tolerance on fresh trajectories (0.0057
-    at tol 0.0043, scripts/bench_hybrid.py), the defect kept it (0.0021).
+    least squares with b at least 1, shifts a up by the largest residual of the fit (so the estimate
+    bounds every validation record's error), and stores in the run spec (``error_estimator``) the
+    estimator asked for or, by default, the better ranking one (Spearman correlation with the errors),
+    the defect where the two are within ``SPEARMAN_TIE``, with the cost of each against the
+    surrogate's and the reference solver's record. The defect of the first record after a solver
+    record is that record's error (up to the rung's), so its calibration carries over to states
+    unlike the validation ones better than the residual's: on navier-stokes at nu = 1e-4 over 4x the
+    horizon (a faster flow than any validation state) the residual let a hybrid reach 0.485 at tol
+    0.48 and 0.248 at tol 0.24, the defect 0.472 and 0.0002 (scripts/bench_hybrid.py). The slope is
+    held at 1 or more because within the training horizon a surrogate's errors can level off (it was
+    trained on those records) while past it they compound: the Gronwall bound e_k <= sum_j L^(k-j) d_j
+    (L >= 1 the growth of a record interval) is at least linear in D. On navier-stokes at nu = 1e-4
+    the free slope 0.5 let a 20-record hybrid reach 0.71 at tol 0.48; held at 1, 0.485.
 
 Hybrid marching (:func:`march`, ``Surrogate.solve(x, tol=..., steps=...)``)
     All samples march together: the surrogate predicts a window of T records from each sample's last
     accepted state (segment), the window's indicators come in one batched call, and each sample
     accepts its records up to the first whose calibrated estimate exp(a + margin) D^b exceeds ``tol``.
     That record is the solver's (the cheapest ladder rung whose one-record error is at most
-    ``SOLVER_FRACTION`` x tol, else the reference), D is reset, and the surrogate restarts from it.
+    ``SOLVER_FRACTION`` x tol and whose checks pass, else the reference; the solvers are configured
+    for the whole rollout, whose flow may be faster than the training horizon's), D is reset, and
+    the surrogate restarts from it.
     The solver starts from the last *solver* state (the anchor: the input or the last solver record)
     and re-solves every interval since, the hand-overs of all samples in one batched solve per
     interval; the states it passes on the way replace the surrogate's accepted records (they cost
@@ -115,25 +124,43 @@ def trajectory_errors(problem, pred: dict, ref: dict) -> np.ndarray:
 class Stepper:
     """A few record intervals of a problem: states {output name: (B, *space)} in, their next
     ``records`` records {output name: (B, records, *space)} out, by the reference solver or a rung of
-    the shortened problem's ladder (by label; the reference where that problem has no such rung)."""
+    the shortened problem's ladder, configured for ``horizon`` records (default the problem's): a
+    rollout beyond the training horizon reaches states its time step was not chosen for."""
 
-    def __init__(self, problem):
+    def __init__(self, problem, horizon: int | None = None):
         self.problem = problem
+        self.base = problem
+        if horizon is not None and horizon > problem.time_steps:
+            try:
+                self.base = problem.with_records(horizon)
+            except ValueError as err:
+                raise ValueError(f"steps={horizon}: the solver refuses a rollout that long from these states "
+                                 f"({err})") from None
         self.ins, self.outs = problem.input_fields, problem.output_fields
-        self.rungs = self._solvers(1)
-        self._cache = {1: self.rungs}
+        self._cache = {}
 
-    def _solvers(self, records: int) -> dict:
-        short = self.problem.with_records(records)
-        return {"reference": short.solve, **{r.label: r.solve for r in short.ladder() if r.solve is not None}}
-
-    def advance(self, states: dict, label: str = "reference", records: int = 1) -> dict:
+    def solvers(self, records: int) -> dict:
+        """{label: solve} of the reference and the ladder's rungs over ``records`` intervals."""
         if records not in self._cache:
-            self._cache[records] = self._solvers(records)
-        solvers = self._cache[records]
-        solve = solvers.get(label, solvers["reference"])
+            short = self.base.with_records(records)
+            self._cache[records] = {"reference": short.solve,
+                                    **{r.label: r.solve for r in short.ladder() if r.solve is not None}}
+        return self._cache[records]
+
+    def advance(self, states: dict, labels: tuple[str, ...] = ("reference",), records: int = 1) -> dict:
+        """By the first of ``labels`` (rungs, "reference") that this horizon's ladder has and whose own
+        checks accept the states; the last one's refusal is raised."""
+        solvers = self.solvers(records)
         inputs = {i: np.asarray(states[o], np.float32) for i, o in zip(self.ins, self.outs)}
-        out = solve(inputs if len(inputs) > 1 else inputs[self.ins[0]])
+        inputs = inputs if len(inputs) > 1 else inputs[self.ins[0]]
+        usable = [label for label in labels if label in solvers] or ["reference"]
+        for label in usable:
+            try:
+                out = solvers[label](inputs)
+                break
+            except ValueError:
+                if label == usable[-1]:
+                    raise
         return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {self.outs[0]: out}).items()}
 
 
@@ -147,9 +174,10 @@ def states_of(problem, fields: dict, role: str, k: int | None = None) -> dict:
     return {o: np.asarray(fields[o])[:, k] for o in problem.output_fields}
 
 
-def indicators(estimator: str, stepper: Stepper, rung: str, start: dict, pred: dict) -> np.ndarray:
+def indicators(estimator: str, stepper: Stepper, rungs: tuple[str, ...], start: dict, pred: dict) -> np.ndarray:
     """Per-record indicators (B, T) of surrogate records ``pred`` {output: (B, T, *space)} rolled out
-    from ``start`` {output: (B, *space)}, all records in one batched call."""
+    from ``start`` {output: (B, *space)}, all records in one batched call; the defect's solve by the
+    first of ``rungs`` whose checks pass, else the reference."""
     problem, names = stepper.problem, stepper.outs
     n, t = np.shape(pred[names[0]])[:2]
 
@@ -161,19 +189,23 @@ def indicators(estimator: str, stepper: Stepper, rung: str, start: dict, pred: d
         res = flat(problem.record_residuals(start, pred))
         return record_errors(problem, {k: cur[k] + res[k] for k in names}, cur).reshape(n, t)
     prev = flat({k: np.concatenate([np.asarray(start[k])[:, None], np.asarray(pred[k])[:, :-1]], 1) for k in names})
-    return record_errors(problem, cur, states_of(problem, stepper.advance(prev, rung), "output", 0)).reshape(n, t)
+    advanced = states_of(problem, stepper.advance(prev, (*rungs, "reference")), "output", 0)
+    return record_errors(problem, cur, advanced).reshape(n, t)
 
 
 # ------------------------------------------------------------------------------------- calibration
 def _fit(indicator: np.ndarray, errors: np.ndarray) -> dict:
-    """log e = a + b log D on records with D > 0; ``margin`` the largest residual above the fit."""
+    """log e = a + b log D on records with D > 0, b at least 1; ``slope`` the unconstrained fit's,
+    ``margin`` the largest residual above the fit (module docstring)."""
     acc = np.cumsum(indicator, 1).ravel()
     e = errors.ravel()
     keep = (acc > 0) & (e > 0)
     x, y = np.log(acc[keep]), np.log(e[keep])
-    b, a = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (0.0, float(y.mean()))
+    slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 0.0
+    b = max(slope, 1.0)
+    a = float(np.mean(y - b * x))
     margin = float(max(0.0, (y - (a + b * x)).max()))
-    return {"a": float(a), "b": float(b), "margin": margin, "spearman": spearman(acc, e)}
+    return {"a": a, "b": b, "slope": slope, "margin": margin, "spearman": spearman(acc, e)}
 
 
 def _timed(fn, *args, repeat: int = 2) -> tuple[object, float]:
@@ -185,11 +217,10 @@ def _timed(fn, *args, repeat: int = 2) -> tuple[object, float]:
     return out, best
 
 
-def _choose(fitted: dict, seconds: dict) -> str:
-    """The cheapest estimator whose Spearman is within SPEARMAN_TIE of the best one's."""
+def _choose(fitted: dict) -> str:
+    """The best ranking estimator; the defect where it is within SPEARMAN_TIE of the best."""
     rho = {k: (-1.0 if math.isnan(v["spearman"]) else v["spearman"]) for k, v in fitted.items()}
-    best = max(rho.values())
-    return min((k for k in rho if rho[k] >= best - SPEARMAN_TIE), key=seconds.get)
+    return "defect" if rho["defect"] >= max(rho.values()) - SPEARMAN_TIE else max(rho, key=rho.get)
 
 
 def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -> dict:
@@ -214,29 +245,29 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
     # the rungs' one-record errors from true states (the first record of each validation trajectory)
     first = states_of(problem, outputs, "output", 0)
     rung_errors, rung_seconds = {}, {}
-    for label in stepper.rungs:
+    for label in stepper.solvers(1):
         try:
-            out, seconds = _timed(stepper.advance, start, label, repeat=1)
+            out, seconds = _timed(stepper.advance, start, (label,), repeat=1)
         except ValueError:  # a rung the flow leaves the stability limit of is no rung here
             continue
         out = states_of(problem, out, "output", 0)
         rung_errors[label], rung_seconds[label] = float(record_errors(problem, out, first).mean()), seconds / n
     target = RUNG_FRACTION * float(errors[:, 0].mean())
-    fits = [lb for lb in rung_errors if lb != "reference" and rung_errors[lb] <= target]
-    rung = min(fits, key=rung_seconds.get) if fits else "reference"
+    fits = sorted((lb for lb in rung_errors if lb != "reference" and rung_errors[lb] <= target), key=rung_seconds.get)
+    rung = fits[0] if fits else "reference"
     found, seconds = {}, {"surrogate": surrogate_seconds / (n * t), "solver": rung_seconds["reference"]}
     for name in ESTIMATORS if problem.has_residual else ("defect",):
-        found[name], spent = _timed(indicators, name, stepper, rung, start, pred)
+        found[name], spent = _timed(indicators, name, stepper, tuple(fits), start, pred)
         seconds[name] = spent / (n * t)
     fitted = {name: _fit(ind, errors) for name, ind in found.items()}
-    estimator = _choose(fitted, seconds) if estimator == "auto" else estimator
+    estimator = _choose(fitted) if estimator == "auto" else estimator
     chosen = fitted[estimator]
-    if not chosen["b"] > 0 or not chosen["spearman"] > 0:  # the estimate would fall as the indicator grows
+    if not chosen["slope"] > 0 or not chosen["spearman"] > 0:  # the errors do not grow with the indicator
         raise ValueError(f"calibrate: the {estimator} indicator does not rank the errors of these {n} validation "
-                         f"trajectories (Spearman {chosen['spearman']:.3g}, slope {chosen['b']:.3g}); train the run "
-                         f"further or calibrate on more trajectories (--data FILE, --n-val)")
-    return {"estimator": estimator, **{k: chosen[k] for k in ("a", "b", "margin")},
-            "rung": rung, "spearman": {k: v["spearman"] for k, v in fitted.items()},
+                         f"trajectories (Spearman {chosen['spearman']:.3g}, slope {chosen['slope']:.3g}); train the "
+                         f"run further or calibrate on more trajectories (--data FILE, --n-val)")
+    return {"estimator": estimator, **{k: chosen[k] for k in ("a", "b", "slope", "margin")},
+            "rung": rung, "defect_rungs": fits, "spearman": {k: v["spearman"] for k, v in fitted.items()},
             "rung_errors": rung_errors, "seconds": seconds, "n_val": n, "time_steps": t}
 
 
@@ -264,11 +295,17 @@ def check_steps(steps) -> int:
     return steps
 
 
-def solver_rung(cal: dict, tol: float) -> str:
-    """The cheapest rung whose one-record error is at most SOLVER_FRACTION x tol, else the reference."""
+def defect_rungs(cal: dict) -> tuple[str, ...]:
+    """The rungs accurate enough for the defect, cheapest first: past the training horizon the
+    cheapest may be refused by the longer flow's checks (a coarse grid), and the next one serves."""
+    return tuple(cal.get("defect_rungs", [cal["rung"]]))
+
+
+def solver_rungs(cal: dict, tol: float) -> tuple[str, ...]:
+    """The rungs whose one-record error is at most SOLVER_FRACTION x tol, cheapest first (the order
+    rung_errors keeps), then the reference: the hand-over takes the first one the states pass."""
     errors = cal.get("rung_errors", {})
-    fits = [lb for lb, e in errors.items() if lb != "reference" and e <= SOLVER_FRACTION * tol]
-    return fits[0] if fits else "reference"  # rung_errors keeps the ladder's order, cheapest first
+    return (*(lb for lb, e in errors.items() if lb != "reference" and e <= SOLVER_FRACTION * tol), "reference")
 
 
 # ------------------------------------------------------------------------------------- marching
@@ -348,7 +385,7 @@ class _Marcher:
 
     def __init__(self, surrogate, rolls: _Rollouts, cal: dict | None, tol: float | None, batch_size: int):
         self.surrogate, self.rolls, self.cal, self.tol, self.batch_size = surrogate, rolls, cal, tol, batch_size
-        self.stepper = Stepper(rolls.problem) if cal is not None else None
+        self.stepper = Stepper(rolls.problem, rolls.steps) if cal is not None else None
         n = len(rolls.filled)
         self.acc = np.zeros(n)           # D of each sample since its anchor
         self.anchor = np.zeros(n, int)   # records before each sample's last solver state
@@ -364,7 +401,7 @@ class _Marcher:
             return
         self._check_finite(window, active)
         cal = self.cal
-        ind = indicators(cal["estimator"], self.stepper, cal["rung"], rolls.last(active), window)
+        ind = indicators(cal["estimator"], self.stepper, defect_rungs(cal), rolls.last(active), window)
         acc = self.acc[active, None] + np.cumsum(ind, 1)
         with np.errstate(divide="ignore"):
             est = np.where(acc > 0, np.exp(cal["a"] + cal["margin"]) * acc ** cal["b"], 0.0)
@@ -391,13 +428,13 @@ class _Marcher:
     def _hand_over(self, samples: np.ndarray) -> None:
         """The solver's record next for each of ``samples``: re-solved from the anchor, one batched solve
         per number of intervals; the states on the way replace the accepted records since the anchor."""
-        rolls, label = self.rolls, solver_rung(self.cal, self.tol)
+        rolls, labels = self.rolls, solver_rungs(self.cal, self.tol)
         anchor, target = self.anchor[samples], rolls.filled[samples]  # record `target` is the solver's
         counts, k = target - anchor + 1, rolls.k
         for count in np.unique(counts):
             rows = samples[counts == count]
             start = {o: v[rows, k - 1 + self.anchor[rows]] for o, v in rolls.seq.items()}
-            solved = self._advance(start, label, int(count), rows)
+            solved = self._advance(start, labels, int(count), rows)
             span = self.anchor[rows][:, None] + np.arange(count)  # the records re-solved, (rows, count)
             for o in rolls.outs:
                 rolls.seq[o][rows[:, None], k + span] = solved[o]
@@ -406,9 +443,9 @@ class _Marcher:
         rolls.filled[samples] = target + 1
         self.acc[samples], self.anchor[samples] = 0.0, target + 1
 
-    def _advance(self, state: dict, label: str, records: int, samples: np.ndarray) -> dict:
+    def _advance(self, state: dict, labels: tuple[str, ...], records: int, samples: np.ndarray) -> dict:
         try:
-            return self.stepper.advance(state, label, records)
+            return self.stepper.advance(state, labels, records)
         except ValueError as err:
             row = getattr(err, "sample", 0) if len(samples) > 1 else 0
             last = self.rolls.filled[samples[row]]
@@ -428,7 +465,7 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
     model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
     n = len(next(iter(inputs.values())))
     pred = pred if isinstance(pred, dict) else {surrogate.outputs[0]: pred}
-    ind = np.cumsum(indicators(cal["estimator"], Stepper(problem), cal["rung"], states_of(problem, inputs, "input"),
+    ind = np.cumsum(indicators(cal["estimator"], Stepper(problem), defect_rungs(cal), states_of(problem, inputs, "input"),
                                pred), 1)
     rho = spearman(ind, trajectory_errors(problem, pred, outputs))
     t0 = time.perf_counter()

@@ -57,6 +57,7 @@ def summary(cal: dict, run_dir) -> str:
     others = ", ".join(f"{k} {v:.3f}" for k, v in cal["spearman"].items())
     return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
             f"estimator {cal['estimator']} (Spearman {others}; defect rung {cal['rung']}), "
-            f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}); "
+            f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}"
+            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal.get("slope", 1.0) < 1 else "") + "); "
             f"cost {cost * 1e3:.3g} ms/record = {cost / s['surrogate']:.2g}x the surrogate's record, "
             f"{cost / s['solver']:.2g}x the reference solver's")

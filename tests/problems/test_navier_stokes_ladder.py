@@ -108,3 +108,14 @@ def test_a_rung_that_blows_up_raises_at_solve_time():
         rung.solve(p.sample_inputs(2, seed=0) * np.float32([1.0, 300.0])[:, None, None])
     with pytest.raises(ValueError, match="stepper='euler' is not valid"):
         p.solve_with(p.sample_inputs(1, seed=0), stepper="euler")
+
+
+def test_records_beyond_the_horizon_take_the_longer_flows_time_step_and_checks():
+    p = ns(viscosity=1e-4, forcing="fno", resolution=32, solve_resolution=64, t_final=1.0, record_every=0.5)
+    assert p.with_records(1).solver_info["dt"] == p.solver_info["dt"]
+    longer = p.with_records(8)  # the forcing raises the velocity scale over the longer flow: a smaller dt
+    assert longer.solver_info["velocity_estimate"] > p.solver_info["velocity_estimate"]
+    assert longer.solver_info["dt"] < p.solver_info["dt"]
+    assert longer.with_records(1).solver_info["dt"] == longer.solver_info["dt"]
+    with pytest.raises(ValueError, match="solve_resolution=64 is too coarse"):
+        p.with_records(40)  # the vorticity scale of 20 time units needs a finer grid

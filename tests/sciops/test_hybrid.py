@@ -1,6 +1,7 @@
 """Error-controlled rollouts (``sciops.grid.hybrid``): the estimator's calibration on a stand-in whose
-error is known, the hybrid meeting a tolerance the surrogate alone misses over 4x its horizon, the
-refusals, and calibrate / evaluate --tol on a tiny trained run."""
+error is known (refused where the error falls as the indicator grows), the hybrid meeting a tolerance
+the surrogate alone misses over 4x its horizon, the solver's rung fallback, the refusals, and
+calibrate / evaluate --tol on a tiny trained run."""
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ class Drifting:
     """Surrogate stand-in: the solver's records scaled by (1 + eps (j + 1)), record j of a window, so
     rolled out from its own records its error grows without bound."""
 
-    def __init__(self, problem, eps=0.03, nan_after=None):
-        self.problem, self.eps, self.nan_after = problem, eps, nan_after
+    def __init__(self, problem, eps=0.03, nan_after=None, settling=False):
+        self.problem, self.eps, self.nan_after, self.settling = problem, eps, nan_after, settling
         self.inputs, self.outputs, self.ndim, self.device = ["w0"], ["w"], 2, torch.device("cpu")
         self.spec = RunSpec.from_dict({"operator": {"name": "drifting"},
                                        "problem": {"name": problem.name, "params": problem.params}})
@@ -30,7 +31,8 @@ class Drifting:
     def solve(self, w0, batch_size=64):
         self.calls += 1
         w = self.problem.solve(w0).astype(np.float64)
-        scale = 1 + self.eps * np.arange(1, w.shape[-3] + 1)
+        j = np.arange(1, w.shape[-3] + 1)
+        scale = 1 + (self.eps / j if self.settling else self.eps * j)  # settling: the error falls along the window
         out = (w * scale[:, None, None]).astype(np.float32)
         if self.nan_after is not None and self.calls > self.nan_after:
             out[:] = np.nan
@@ -53,7 +55,7 @@ def calibrated(problem):
 def test_estimator_tracks_the_known_error(calibrated):
     cal = calibrated.spec.error_estimator
     assert cal["estimator"] in hybrid.ESTIMATORS and cal["spearman"]["defect"] >= 0.9
-    assert cal["b"] > 0  # the estimate grows with the accumulated defect
+    assert cal["b"] == max(cal["slope"], 1.0)  # the estimate grows at least linearly with the accumulated defect
     assert set(cal["spearman"]) == {"defect", "residual"} and cal["spearman"]["residual"] >= 0.8
     assert cal["seconds"]["surrogate"] > 0 and cal["seconds"]["residual"] < cal["seconds"]["solver"]
     assert json.loads(json.dumps(cal)) == cal  # stored in config.json as it is
@@ -76,6 +78,12 @@ def test_hybrid_meets_tol_over_four_horizons_where_the_surrogate_does_not(proble
     assert np.all(np.isnan(result.estimates[result.solver])) and np.all(result.estimates[~result.solver] <= tol)
 
 
+def test_calibrate_refuses_an_indicator_the_errors_fall_against(problem):
+    x, y, _ = problem.generate(4, seed=3)
+    with pytest.raises(ValueError, match=r"^calibrate: the defect indicator does not rank .* slope -"):
+        hybrid.calibrate(Drifting(problem, settling=True), {"w0": x}, {"w": y}, estimator="defect")
+
+
 def test_refusals(problem, calibrated):
     x = problem.sample_inputs(1, seed=5)
     for bad in (0, -0.1, float("nan")):
@@ -95,6 +103,24 @@ def test_refusals(problem, calibrated):
         hybrid.march(stale, x, tol=0.1)
     with pytest.raises(ValueError, match="steps=0 is not valid"):
         hybrid.march(calibrated, x, tol=0.1, steps=0)
+
+
+def test_the_solver_takes_the_first_rung_whose_checks_pass_configured_for_the_whole_rollout(problem):
+    stepper = hybrid.Stepper(problem)
+    start = {"w": problem.sample_inputs(2, seed=7)}
+
+    def refuses(_):
+        raise ValueError("dt is beyond the stability limit")
+
+    stepper.solvers(1)["refusing rung"] = refuses
+    assert np.array_equal(stepper.advance(start, ("refusing rung", "reference"))["w"], stepper.advance(start)["w"])
+    with pytest.raises(ValueError, match="stability limit"):
+        stepper.advance(start, ("refusing rung",))
+    fast = problems.get("navier-stokes", viscosity=1e-4, forcing="fno", resolution=32, solve_resolution=64,
+                        t_final=1.0, record_every=0.5)
+    assert hybrid.Stepper(fast, 8).base.solver_info["dt"] < fast.solver_info["dt"]  # the faster flow of 4 s
+    with pytest.raises(ValueError, match="^steps=40: the solver refuses a rollout that long.*too coarse"):
+        hybrid.Stepper(fast, 40)
 
 
 def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
