@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="calibrate a trajectory run's per-record error estimator (for --tol rollouts)",
                        description="Run the surrogate on the run's validation trajectories, fit its error against the "
                                    "accumulated record residual or short-solve defect and store the fit in the run "
-                                   "(see sciops.grid.hybrid).")
+                                   "(see sciops.grid.error_estimator).")
     p.add_argument("run_dir")
     p.add_argument("--n-val", type=_positive_int, help="validation trajectories (default: the run's n_val)")
     p.add_argument("--data", help="take them from the last rows of this file instead of the training file")

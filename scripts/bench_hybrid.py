@@ -28,7 +28,7 @@ from results import Results  # noqa: E402
 
 import sciops  # noqa: E402
 from sciops.cli import main  # noqa: E402
-from sciops.grid import hybrid  # noqa: E402
+from sciops.grid import error_estimator as estimator  # noqa: E402
 
 SMALL = ["--set", "width=16", "--set", "modes=6", "--set", "layers=3"]
 CASES = {  # label: (problem, parameters, training trajectories, epochs, operator settings)
@@ -80,18 +80,18 @@ def bench(name, out_dir, res):
           f"solver alone {solver_s * 1e3:.3g} ms/trajectory")
 
     # the estimators on fresh trajectories over the training horizon
-    start = hybrid.states_of(problem, problem.as_field_dict(x, "input"), "input")
+    start = estimator.states_of(problem, problem.as_field_dict(x, "input"), "input")
     pred = as_dict(problem, s.solve(x))
-    errors = hybrid.trajectory_errors(problem, pred, {k: v[:, :problem.time_steps] for k, v in ref.items()})
-    stepper, sec = hybrid.Stepper(problem), cal["seconds"]
+    errors = estimator.trajectory_errors(problem, pred, {k: v[:, :problem.time_steps] for k, v in ref.items()})
+    stepper, sec = estimator.Stepper(problem), cal["seconds"]
     est_table = res.table(f"{name}-estimators", ["estimator", "Spearman (validation)", "Spearman (fresh)",
                                                  "fresh, within a record (median)", "cost / surrogate record",
                                                  "cost / solver record"],
                           title=f"{name}: error indicators against the true per-record error")
     for est in cal["spearman"]:
-        ind = np.cumsum(hybrid.indicators(est, stepper, hybrid.defect_rungs(cal), start, pred), 1)
-        rho = hybrid.spearman(ind, errors)
-        within = np.median([hybrid.spearman(ind[:, k], errors[:, k]) for k in range(problem.time_steps)])
+        ind = np.cumsum(estimator.indicators(est, stepper, estimator.defect_rungs(cal), start, pred), 1)
+        rho = estimator.spearman(ind, errors)
+        within = np.median([estimator.spearman(ind[:, k], errors[:, k]) for k in range(problem.time_steps)])
         row = [est, round(cal["spearman"][est], 3), round(rho, 3), round(float(within), 3),
                round(sec[est] / sec["surrogate"], 2), round(sec[est] / sec["solver"], 3)]
         est_table.add(row)
@@ -111,14 +111,14 @@ def bench(name, out_dir, res):
         except ValueError as err:
             print(f"  rung {rung.label}: failed ({str(err)[:80]})")
             continue
-        err_r = hybrid.trajectory_errors(problem, as_dict(problem, answer), ref).max()
+        err_r = estimator.trajectory_errors(problem, as_dict(problem, answer), ref).max()
         rungs.append((rung.label, err_r, seconds / FRESH))
         table.add([f"rung {rung.label}", round(float(err_r), 4), "100%", round(seconds / FRESH * 1e3, 3),
                    round(solver_s / (seconds / FRESH), 2), ""])
         print(f"  rung {rung.label}: max record error {err_r:.4f}, {seconds / FRESH * 1e3:.3g} ms/traj")
 
     def report(label, result):
-        e = hybrid.trajectory_errors(problem, as_dict(problem, result.records), ref)
+        e = estimator.trajectory_errors(problem, as_dict(problem, result.records), ref)
         seconds = result.seconds / FRESH
         equal = [r for r in rungs if r[1] <= e.max()]
         cheapest = min(equal, key=lambda r: r[2]) if equal else None
@@ -160,12 +160,12 @@ def cost_by_size(out_dir, res):
             s = sciops.load(run, device="cpu")
             problem, t = s.problem, s.problem.time_steps
             x = problem.sample_inputs(FRESH, 1)
-            start = hybrid.states_of(problem, problem.as_field_dict(x, "input"), "input")
-            stepper = hybrid.Stepper(problem)
+            start = estimator.states_of(problem, problem.as_field_dict(x, "input"), "input")
+            stepper = estimator.Stepper(problem)
             pred = as_dict(problem, s.solve(x))
             best = {}
             for label, fn in (("surrogate", lambda: s.solve(x)),
-                              ("residual", lambda: hybrid.indicators("residual", stepper, (), start, pred)),
+                              ("residual", lambda: estimator.indicators("residual", stepper, (), start, pred)),
                               ("solver", lambda: stepper.advance(start))):
                 best[label] = min(timed(fn)[1] for _ in range(3)) / FRESH / (1 if label == "solver" else t)
             shape = "x".join(map(str, problem.field_shape(problem.output_fields[0])[-2:]))

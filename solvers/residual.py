@@ -17,7 +17,7 @@ shallow-water tendencies are; otherwise an O(dt^2) approximation of it. Three ev
 record, each shared by the two intervals the record ends and starts.
 
 Used by the trajectory problems' ``record_residuals`` (the error indicator of
-``sciops.grid.hybrid``).
+``sciops.grid.error_estimator``).
 """
 from __future__ import annotations
 

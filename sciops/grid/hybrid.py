@@ -1,36 +1,5 @@
-"""Error-controlled rollouts: a trajectory surrogate that estimates its own per-record error and hands
-over to its solver.
-
-Estimators (per record k of a rollout, computed from the surrogate's own records, no ground truth)
-    * ``"residual"`` (problems with ``has_residual``: navier-stokes, shallow-water): r_k = ||R_k|| /
-      ||u_k|| (relative L2 in the problem's geometry) of the Hermite residual of the record interval
-      in the problem's equations (``Problem.record_residuals``, ``solvers.residual``): three
-      evaluations of the solver's tendency per record, O(dt^5) for exact records, so the time
-      sampling of coarse records does not mask the surrogate's defect (the trapezoidal residual in
-      H^-1 it replaced, the Spectral-Refiner's, ranked the errors of a 3-record navier-stokes run at
-      Spearman 0.67; this one at 0.97).
-    * ``"defect"`` (short-solve defect, every trajectory problem with a solver): d_k = relative L2
-      between the surrogate's record k and a cheap rung of the solver ladder advanced one record
-      interval from record k - 1. The rung is the cheapest whose one-record error (from true states
-      of the validation trajectories) is at most ``RUNG_FRACTION`` x the surrogate's first-record
-      error (the next such where the states fail its checks), else the reference one-record solve: an
-      accurate indicator, but it costs a solve.
-    D_k = sum of the indicators since the last solver record (or the start).
-    Calibration (:func:`calibrate`, ``sciops calibrate RUN``) runs the surrogate on the run's
-    validation trajectories (the last n_val rows of its training file), fits log e = a + b log D by
-    least squares with b at least 1, shifts a up by the largest residual of the fit (so the estimate
-    bounds every validation record's error), and stores in the run spec (``error_estimator``) the
-    estimator asked for or, by default, the better ranking one (Spearman correlation with the errors),
-    the defect where the two are within ``SPEARMAN_TIE``, with the cost of each against the
-    surrogate's and the reference solver's record. The defect of the first record after a solver
-    record is that record's error (up to the rung's), so its calibration carries over to states
-    unlike the validation ones better than the residual's: on navier-stokes at nu = 1e-4 over 4x the
-    horizon (a faster flow than any validation state) the residual let a hybrid reach 0.485 at tol
-    0.48 and 0.248 at tol 0.24, the defect 0.472 and 0.0002 (scripts/bench_hybrid.py). The slope is
-    held at 1 or more because within the training horizon a surrogate's errors can level off (it was
-    trained on those records) while past it they compound: the Gronwall bound e_k <= sum_j L^(k-j) d_j
-    (L >= 1 the growth of a record interval) is at least linear in D. On navier-stokes at nu = 1e-4
-    the free slope 0.5 let a 20-record hybrid reach 0.71 at tol 0.48; held at 1, 0.485.
+"""Error-controlled rollouts: a trajectory surrogate that estimates its own per-record error
+(:mod:`sciops.grid.error_estimator`) and hands over to its solver.
 
 Hybrid marching (:func:`march`, ``Surrogate.solve(x, tol=..., steps=...)``)
     All samples march together: the surrogate predicts a window of T records from each sample's last
@@ -51,20 +20,25 @@ Hybrid marching (:func:`march`, ``Surrogate.solve(x, tol=..., steps=...)``)
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from sciops.losses import LpLoss, loss_options
+from sciops.grid.error_estimator import (
+    Stepper,
+    calibration_of,
+    defect_rungs,
+    indicators,
+    is_trajectory,
+    spearman,
+    states_of,
+    trajectory_errors,
+)
 from sciops.runs.input_summary import counted_not_warned
 
-ESTIMATORS = ("defect", "residual")
-RUNG_FRACTION = 0.25
 SOLVER_FRACTION = 0.1
-SPEARMAN_TIE = 0.01
-CALIBRATE_COMMAND = "sciops calibrate {run}"
 
 
 @dataclass
@@ -85,220 +59,17 @@ class HybridResult:
         return float(self.solver.mean()) if self.solver.size else 0.0
 
 
-def is_trajectory(problem, outputs: list[str]) -> bool:
-    return "t" in problem.fields[outputs[0]].dims
-
-
-def spearman(x, y) -> float:
-    """Rank correlation of two flat arrays (average ranks for ties)."""
-    from scipy.stats import spearmanr
-
-    x, y = np.ravel(x), np.ravel(y)
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
-
-
-def record_errors(problem, pred: dict, ref: dict) -> np.ndarray:
-    """Relative L2 (the problem's geometry, all output fields together as evaluation's per-record
-    error) of states {output: (B, *space)}: (B,)."""
-    from sciops.grid.evaluation import output_layout
-
-    names = problem.output_fields
-    _, extent = output_layout(problem, names[0])
-
-    def stack(d):
-        return torch.stack([torch.as_tensor(np.asarray(d[k], np.float64)) for k in names], 1)
-
-    return LpLoss(2, reduction="none", extent=extent, **loss_options(problem))(stack(pred), stack(ref)).numpy()
-
-
-def trajectory_errors(problem, pred: dict, ref: dict) -> np.ndarray:
-    """Per-record relative L2 (B, T) of trajectories {output: (B, T, *space)}."""
-    t = np.shape(ref[problem.output_fields[0]])[1]
-    return np.stack([record_errors(problem, states_of(problem, pred, "output", k),
-                                   states_of(problem, ref, "output", k)) for k in range(t)], 1)
-
-
-# ------------------------------------------------------------------------------------- states
-class Stepper:
-    """A few record intervals of a problem: states {output name: (B, *space)} in, their next
-    ``records`` records {output name: (B, records, *space)} out, by the reference solver or a rung of
-    the shortened problem's ladder, configured for ``horizon`` records (default the problem's): a
-    rollout beyond the training horizon reaches states its time step was not chosen for."""
-
-    def __init__(self, problem, horizon: int | None = None):
-        self.problem = problem
-        self.base = problem
-        if horizon is not None and horizon > problem.time_steps:
-            try:
-                self.base = problem.with_records(horizon)
-            except ValueError as err:
-                raise ValueError(f"steps={horizon}: the solver refuses a rollout that long from these states "
-                                 f"({err})") from None
-        self.ins, self.outs = problem.input_fields, problem.output_fields
-        self._cache = {}
-
-    def solvers(self, records: int) -> dict:
-        """{label: solve} of the reference and the ladder's rungs over ``records`` intervals."""
-        if records not in self._cache:
-            short = self.base.with_records(records)
-            self._cache[records] = {"reference": short.solve,
-                                    **{r.label: r.solve for r in short.ladder() if r.solve is not None}}
-        return self._cache[records]
-
-    def advance(self, states: dict, labels: tuple[str, ...] = ("reference",), records: int = 1) -> dict:
-        """By the first of ``labels`` (rungs, "reference") that this horizon's ladder has and whose own
-        checks accept the states; the last one's refusal is raised."""
-        solvers = self.solvers(records)
-        inputs = {i: np.asarray(states[o], np.float32) for i, o in zip(self.ins, self.outs)}
-        inputs = inputs if len(inputs) > 1 else inputs[self.ins[0]]
-        usable = [label for label in labels if label in solvers] or ["reference"]
-        for label in usable:
-            try:
-                out = solvers[label](inputs)
-                break
-            except ValueError:
-                if label == usable[-1]:
-                    raise
-        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {self.outs[0]: out}).items()}
-
-
-def states_of(problem, fields: dict, role: str, k: int | None = None) -> dict:
-    """{output name: (B, *space)}: the last state of inputs (role "input"; a segment's last record) or
-    record k of outputs."""
-    if role == "input":
-        segment = getattr(problem, "input_steps", 1) > 1
-        return {o: np.asarray(fields[i])[:, -1] if segment else np.asarray(fields[i])
-                for i, o in zip(problem.input_fields, problem.output_fields)}
-    return {o: np.asarray(fields[o])[:, k] for o in problem.output_fields}
-
-
-def indicators(estimator: str, stepper: Stepper, rungs: tuple[str, ...], start: dict, pred: dict) -> np.ndarray:
-    """Per-record indicators (B, T) of surrogate records ``pred`` {output: (B, T, *space)} rolled out
-    from ``start`` {output: (B, *space)}, all records in one batched call; the defect's solve by the
-    first of ``rungs`` whose checks pass, else the reference."""
-    problem, names = stepper.problem, stepper.outs
-    n, t = np.shape(pred[names[0]])[:2]
-
-    def flat(d):
-        return {k: np.asarray(v).reshape((n * t,) + np.shape(v)[2:]) for k, v in d.items()}
-
-    cur = flat(pred)
-    if estimator == "residual":
-        res = flat(problem.record_residuals(start, pred))
-        return record_errors(problem, {k: cur[k] + res[k] for k in names}, cur).reshape(n, t)
-    prev = flat({k: np.concatenate([np.asarray(start[k])[:, None], np.asarray(pred[k])[:, :-1]], 1) for k in names})
-    advanced = states_of(problem, stepper.advance(prev, (*rungs, "reference")), "output", 0)
-    return record_errors(problem, cur, advanced).reshape(n, t)
-
-
-# ------------------------------------------------------------------------------------- calibration
-def _fit(indicator: np.ndarray, errors: np.ndarray) -> dict:
-    """log e = a + b log D on records with D > 0, b at least 1; ``slope`` the unconstrained fit's,
-    ``margin`` the largest residual above the fit (module docstring)."""
-    acc = np.cumsum(indicator, 1).ravel()
-    e = errors.ravel()
-    keep = (acc > 0) & (e > 0)
-    x, y = np.log(acc[keep]), np.log(e[keep])
-    slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 0.0
-    b = max(slope, 1.0)
-    a = float(np.mean(y - b * x))
-    margin = float(max(0.0, (y - (a + b * x)).max()))
-    return {"a": a, "b": b, "slope": slope, "margin": margin, "spearman": spearman(acc, e)}
-
-
-def _timed(fn, *args, repeat: int = 2) -> tuple[object, float]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return out, best
-
-
-def _choose(fitted: dict) -> str:
-    """The best ranking estimator; the defect where it is within SPEARMAN_TIE of the best."""
-    rho = {k: (-1.0 if math.isnan(v["spearman"]) else v["spearman"]) for k, v in fitted.items()}
-    return "defect" if rho["defect"] >= max(rho.values()) - SPEARMAN_TIE else max(rho, key=rho.get)
-
-
-def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -> dict:
-    """The estimator calibration of ``surrogate`` on validation trajectories ``inputs`` (as
-    ``problem.solve`` takes, dict form) and ``outputs`` (dict form): what the run spec stores as
-    ``error_estimator`` (see the module docstring)."""
-    problem = surrogate.problem
-    if not is_trajectory(problem, surrogate.outputs):
-        raise ValueError(f"calibrate: {problem.name} is not a trajectory problem; the error estimator serves "
-                         f"trajectory surrogates")
-    if estimator not in ("auto",) + ESTIMATORS:
-        raise ValueError(f"calibrate: estimator={estimator!r} is not valid; expected auto, {', '.join(ESTIMATORS)}")
-    if estimator == "residual" and not problem.has_residual:
-        raise ValueError(f"calibrate: {problem.name} has no record residual; expected --estimator defect or auto")
-    stepper = Stepper(problem)
-    model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-    n, t = len(next(iter(inputs.values()))), problem.time_steps
-    pred, surrogate_seconds = _timed(surrogate.solve, model_inputs)
-    pred = pred if isinstance(pred, dict) else {surrogate.outputs[0]: pred}
-    start = states_of(problem, inputs, "input")
-    errors = trajectory_errors(problem, pred, outputs)
-    # the rungs' one-record errors from true states (the first record of each validation trajectory)
-    first = states_of(problem, outputs, "output", 0)
-    rung_errors, rung_seconds = {}, {}
-    for label in stepper.solvers(1):
-        try:
-            out, seconds = _timed(stepper.advance, start, (label,), repeat=1)
-        except ValueError:  # a rung the flow leaves the stability limit of is no rung here
-            continue
-        out = states_of(problem, out, "output", 0)
-        rung_errors[label], rung_seconds[label] = float(record_errors(problem, out, first).mean()), seconds / n
-    target = RUNG_FRACTION * float(errors[:, 0].mean())
-    fits = sorted((lb for lb in rung_errors if lb != "reference" and rung_errors[lb] <= target), key=rung_seconds.get)
-    rung = fits[0] if fits else "reference"
-    found, seconds = {}, {"surrogate": surrogate_seconds / (n * t), "solver": rung_seconds["reference"]}
-    for name in ESTIMATORS if problem.has_residual else ("defect",):
-        found[name], spent = _timed(indicators, name, stepper, tuple(fits), start, pred)
-        seconds[name] = spent / (n * t)
-    fitted = {name: _fit(ind, errors) for name, ind in found.items()}
-    estimator = _choose(fitted) if estimator == "auto" else estimator
-    chosen = fitted[estimator]
-    if not chosen["slope"] > 0 or not chosen["spearman"] > 0:  # the errors do not grow with the indicator
-        raise ValueError(f"calibrate: the {estimator} indicator does not rank the errors of these {n} validation "
-                         f"trajectories (Spearman {chosen['spearman']:.3g}, slope {chosen['slope']:.3g}); train the "
-                         f"run further or calibrate on more trajectories (--data FILE, --n-val)")
-    return {"estimator": estimator, **{k: chosen[k] for k in ("a", "b", "slope", "margin")},
-            "rung": rung, "defect_rungs": fits, "spearman": {k: v["spearman"] for k, v in fitted.items()},
-            "rung_errors": rung_errors, "seconds": seconds, "n_val": n, "time_steps": t}
-
-
-def calibration_of(surrogate, run: str = "RUN") -> dict:
-    """The stored calibration, or the one-line refusal naming the command that makes it."""
-    cal = getattr(surrogate.spec, "error_estimator", None)
-    if not cal:
-        raise ValueError(f"this run has no error-estimator calibration; calibrate it with "
-                         f"`{CALIBRATE_COMMAND.format(run=run)}`")
-    if set(cal.get("seconds", {})) & {"defect_record", "residual_record"}:
-        raise ValueError(f"this run's error-estimator calibration predates the current estimators; calibrate it "
-                         f"again with `{CALIBRATE_COMMAND.format(run=run)}`")
-    return cal
-
-
 def check_tol(tol) -> float:
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+    """numpy scalars pass; bools do not."""
+    if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol={tol!r} is not valid; expected a relative error > 0")
     return float(tol)
 
 
 def check_steps(steps) -> int:
-    if not (isinstance(steps, int) and steps >= 1):
+    if not (isinstance(steps, numbers.Integral) and not isinstance(steps, bool) and steps >= 1):
         raise ValueError(f"steps={steps!r} is not valid; expected a positive number of records")
-    return steps
-
-
-def defect_rungs(cal: dict) -> tuple[str, ...]:
-    """The rungs accurate enough for the defect, cheapest first: past the training horizon the
-    cheapest may be refused by the longer flow's checks (a coarse grid), and the next one serves."""
-    return tuple(cal.get("defect_rungs", [cal["rung"]]))
+    return int(steps)
 
 
 def solver_rungs(cal: dict, tol: float) -> tuple[str, ...]:

@@ -20,8 +20,8 @@ than by raw keys. Layout of ``config.json`` (schema 2)::
     history         summary of the finished training (absent while a run is unfinished)
     refined         the Spectral-Refiner's summary, for a fine-tuned run
     error_estimator trajectory runs, after ``sciops calibrate``: the per-record error estimator and its
-                    calibration on the validation trajectories (``sciops.grid.hybrid.calibrate``:
-                    estimator, a, b, margin, rung, spearman, rung_errors, seconds); absent before
+                    calibration on the validation trajectories (``sciops.grid.error_estimator.calibrate``:
+                    estimator, a, b, slope, margin, rung, defect_rungs, spearman, rung_errors, seconds); absent before
 
 Schema 1 (sciops before the run spec) had the same keys without ``schema``; it loads unchanged. A
 config.json of a newer schema than this sciops reads is refused with a one-line ValueError.

@@ -1,13 +1,15 @@
 """``sciops calibrate RUN``: the per-record error estimator of a trajectory run calibrated on its
 validation trajectories (the last n_val rows of its training file) and stored in its config.json
-(``error_estimator``; see :mod:`sciops.grid.hybrid`)."""
+(``error_estimator``; see :mod:`sciops.grid.error_estimator`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import sciops
-from sciops.grid import hybrid
+from sciops.grid import error_estimator
 from sciops.runs import storage
+
+FEW_RECORDS = 20
 
 
 def validation_rows(surrogate, n_val: int | None = None) -> tuple[dict, dict]:
@@ -44,20 +46,32 @@ def calibrate_run(run_dir: str | Path, *, n_val: int | None = None, data: str | 
         inputs, outputs = read_rows(data, n_val or surrogate.spec.data.n_val)
     else:
         inputs, outputs = validation_rows(surrogate, n_val)
-    cal = hybrid.calibrate(surrogate, inputs, outputs, estimator)
+    cal = error_estimator.calibrate(surrogate, inputs, outputs, estimator)
     spec = surrogate.spec
     spec.error_estimator = cal
     spec.save(run_dir)
-    return summary(cal, run_dir)
+    in_sample = 0 if data is not None else max(0, cal["n_val"] - spec.data.n_val)
+    return summary(cal, run_dir) + cautions(cal, in_sample)
+
+
+def cautions(cal: dict, in_sample: int) -> str:
+    """What the user should know about the calibration set, or nothing."""
+    notes = []
+    if in_sample:
+        notes.append(f"{in_sample} of the {cal['n_val']} trajectories are training ones: their errors are in-sample")
+    if cal["n_val"] * cal["time_steps"] < FEW_RECORDS:
+        notes.append(f"only {cal['n_val'] * cal['time_steps']} validation records: the fit and its Spearman rest on "
+                     f"few points (--n-val, --data FILE for more)")
+    return "".join(f"\nnote: {n}" for n in notes)
 
 
 def summary(cal: dict, run_dir) -> str:
     s = cal["seconds"]
-    cost = s[cal["estimator"]]
     others = ", ".join(f"{k} {v:.3f}" for k, v in cal["spearman"].items())
+    costs = "; ".join(f"{k} {s[k] * 1e3:.3g} ms = {s[k] / s['surrogate']:.2g}x the surrogate's record, "
+                      f"{s[k] / s['solver']:.2g}x the reference solver's" for k in cal["spearman"])
     return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
             f"estimator {cal['estimator']} (Spearman {others}; defect rung {cal['rung']}), "
             f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}"
             + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal.get("slope", 1.0) < 1 else "") + "); "
-            f"cost {cost * 1e3:.3g} ms/record = {cost / s['surrogate']:.2g}x the surrogate's record, "
-            f"{cost / s['solver']:.2g}x the reference solver's")
+            f"cost per record: {costs}")

@@ -32,7 +32,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
     if steps is not None and (tol is None or not trajectory):
         raise ValueError("--steps applies to trajectory runs with --tol (the hybrid rollout's length)")
     if tol is not None and trajectory:
-        from sciops.grid.hybrid import calibration_of, check_tol
+        from sciops.grid.error_estimator import calibration_of
+        from sciops.grid.hybrid import check_tol
 
         check_tol(tol)
         calibration_of(surrogate, str(run_dir))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sciops import problems
-from sciops.grid.hybrid import record_errors, states_of
+from sciops.grid.error_estimator import record_errors, states_of
 
 CASES = {"navier-stokes": dict(resolution=32, solve_resolution=32, t_final=0.5, record_every=0.25),
          "shallow-water": dict(nlat=16, records=2, record_every=3600.0)}

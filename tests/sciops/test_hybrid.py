@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sciops import problems
+from sciops.grid import error_estimator as estimator
 from sciops.grid import hybrid
 from sciops.runs import RunSpec
 
@@ -48,16 +49,17 @@ def problem():
 def calibrated(problem):
     stand_in = Drifting(problem)
     x, y, _ = problem.generate(4, seed=3)
-    stand_in.spec.error_estimator = hybrid.calibrate(stand_in, {"w0": x}, {"w": y})
+    stand_in.spec.error_estimator = estimator.calibrate(stand_in, {"w0": x}, {"w": y})
     return stand_in
 
 
 def test_estimator_tracks_the_known_error(calibrated):
     cal = calibrated.spec.error_estimator
-    assert cal["estimator"] in hybrid.ESTIMATORS and cal["spearman"]["defect"] >= 0.9
+    assert cal["estimator"] in estimator.ESTIMATORS and cal["spearman"]["defect"] >= 0.9
     assert cal["b"] == max(cal["slope"], 1.0)  # the estimate grows at least linearly with the accumulated defect
     assert set(cal["spearman"]) == {"defect", "residual"} and cal["spearman"]["residual"] >= 0.8
-    assert cal["seconds"]["surrogate"] > 0 and cal["seconds"]["residual"] < cal["seconds"]["solver"]
+    assert set(cal["seconds"]) == {"surrogate", "solver", "defect", "residual"}  # costs: timed in bench_hybrid.py
+    assert all(v > 0 for v in cal["seconds"].values())
     assert json.loads(json.dumps(cal)) == cal  # stored in config.json as it is
 
 
@@ -67,7 +69,7 @@ def test_hybrid_meets_tol_over_four_horizons_where_the_surrogate_does_not(proble
     ref = problem.with_records(steps).solve(x)
 
     def max_error(records):
-        return max(hybrid.record_errors(problem, {"w": records[:, k]}, {"w": ref[:, k]}).max() for k in range(steps))
+        return max(estimator.record_errors(problem, {"w": records[:, k]}, {"w": ref[:, k]}).max() for k in range(steps))
 
     alone = hybrid.march(calibrated, x, steps=steps)
     assert alone.records.shape == ref.shape and not alone.solver.any()
@@ -81,7 +83,7 @@ def test_hybrid_meets_tol_over_four_horizons_where_the_surrogate_does_not(proble
 def test_calibrate_refuses_an_indicator_the_errors_fall_against(problem):
     x, y, _ = problem.generate(4, seed=3)
     with pytest.raises(ValueError, match=r"^calibrate: the defect indicator does not rank .* slope -"):
-        hybrid.calibrate(Drifting(problem, settling=True), {"w0": x}, {"w": y}, estimator="defect")
+        estimator.calibrate(Drifting(problem, settling=True), {"w0": x}, {"w": y}, estimator="defect")
 
 
 def test_refusals(problem, calibrated):
@@ -98,15 +100,19 @@ def test_refusals(problem, calibrated):
     assert "\n" not in str(err.value)
     assert RunSpec.from_dict({"operator": {"name": "fno"}}).error_estimator is None  # older configs load
     stale = Drifting(problem)
-    stale.spec.error_estimator = {**calibrated.spec.error_estimator, "seconds": {"defect_record": 1e-3}}
+    stale.spec.error_estimator = {k: v for k, v in calibrated.spec.error_estimator.items() if k != "slope"}
     with pytest.raises(ValueError, match="predates the current estimators.*`sciops calibrate RUN`"):
         hybrid.march(stale, x, tol=0.1)
-    with pytest.raises(ValueError, match="steps=0 is not valid"):
-        hybrid.march(calibrated, x, tol=0.1, steps=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"steps={bad!r} is not valid"):
+            hybrid.march(calibrated, x, tol=0.1, steps=bad)
+    with pytest.raises(ValueError, match="tol=True is not valid"):
+        hybrid.march(calibrated, x, tol=True)
+    assert hybrid.check_tol(np.float32(0.5)) == 0.5 and hybrid.check_steps(np.int64(4)) == 4
 
 
 def test_the_solver_takes_the_first_rung_whose_checks_pass_configured_for_the_whole_rollout(problem):
-    stepper = hybrid.Stepper(problem)
+    stepper = estimator.Stepper(problem)
     start = {"w": problem.sample_inputs(2, seed=7)}
 
     def refuses(_):
@@ -118,9 +124,9 @@ def test_the_solver_takes_the_first_rung_whose_checks_pass_configured_for_the_wh
         stepper.advance(start, ("refusing rung",))
     fast = problems.get("navier-stokes", viscosity=1e-4, forcing="fno", resolution=32, solve_resolution=64,
                         t_final=1.0, record_every=0.5)
-    assert hybrid.Stepper(fast, 8).base.solver_info["dt"] < fast.solver_info["dt"]  # the faster flow of 4 s
+    assert estimator.Stepper(fast, 8).base.solver_info["dt"] < fast.solver_info["dt"]  # the faster flow of 4 s
     with pytest.raises(ValueError, match="^steps=40: the solver refuses a rollout that long.*too coarse"):
-        hybrid.Stepper(fast, 40)
+        estimator.Stepper(fast, 40)
 
 
 def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
@@ -134,7 +140,10 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--no-ladder"]) == 2
     assert f"sciops calibrate {run}" in capsys.readouterr().err
     assert main(["calibrate", str(run)]) == 0
-    assert "Spearman" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Spearman" in out and "note: only 6 validation records" in out  # 2 trajectories x 3 records
+    assert main(["calibrate", str(run), "--n-val", "3"]) == 0
+    assert "note: 1 of the 3 trajectories are training ones" in capsys.readouterr().out
     assert RunSpec.load(run).error_estimator["n_val"] >= 1
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "12", "--no-ladder",
                  "--report", str(rep)]) == 0
