@@ -417,6 +417,10 @@ def summary_line(report: dict) -> str:
                  f"{h['solver_record_share']:.1%}, {h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate "
                  f"alone {h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver}); {h['estimator']} estimator "
                  f"Spearman {report['estimator_spearman']:.3f}")
+        if "diagnostics" in h:  # the invariants at the last record, against the reference's
+            text += "; at the last record, against the solver: " + ", ".join(
+                f"{name.replace('_', ' ')} {v['ratio'][-1]:.4g} (surrogate alone "
+                f"{h['surrogate_diagnostics'][name]['ratio'][-1]:.4g})" for name, v in h["diagnostics"].items())
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

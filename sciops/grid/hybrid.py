@@ -172,7 +172,7 @@ class _Marcher:
             return
         self._check_finite(window, active)
         cal = self.cal
-        ind = indicators(cal["estimator"], self.stepper, defect_rungs(cal), rolls.last(active), window)
+        ind = self._indicators(window, active)
         acc = self.acc[active, None] + np.cumsum(ind, 1)
         with np.errstate(divide="ignore"):
             est = np.where(acc > 0, np.exp(cal["a"] + cal["margin"]) * acc ** cal["b"], 0.0)
@@ -188,6 +188,18 @@ class _Marcher:
                 handed.append(s)
         if handed:
             self._hand_over(np.array(handed))
+
+    def _indicators(self, window: dict, active: np.ndarray) -> np.ndarray:
+        """The window's indicators; a state the defect's solver refuses is named by record and sample."""
+        try:
+            return indicators(self.cal["estimator"], self.stepper, defect_rungs(self.cal), self.rolls.last(active),
+                              window)
+        except ValueError as err:
+            if getattr(err, "sample", None) is None:  # not a per-sample refusal of the solver
+                raise
+            row, j = divmod(err.sample, np.shape(next(iter(window.values())))[1])  # flat index: row-major
+            raise ValueError(f"record {self.rolls.filled[active[row]] + j + 1} of sample {active[row]}: the solver "
+                             f"refused the state the record is checked from ({str(err).splitlines()[0]})") from None
 
     def _check_finite(self, window: dict, active: np.ndarray) -> None:
         bad = ~np.all([np.isfinite(v.reshape(v.shape[:2] + (-1,))).all(-1) for v in window.values()], 0)
@@ -248,15 +260,23 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
         outputs = outputs if isinstance(outputs, dict) else {surrogate.outputs[0]: outputs}
     solver_seconds = time.perf_counter() - t0
 
-    def max_error(result):
-        records = result.records if isinstance(result.records, dict) else {surrogate.outputs[0]: result.records}
-        return float(trajectory_errors(problem, records, outputs).max())
+    def as_dict(result):
+        return result.records if isinstance(result.records, dict) else {surrogate.outputs[0]: result.records}
 
     alone, result = march(surrogate, model_inputs, steps=steps), march(surrogate, model_inputs, tol=tol, steps=steps)
-    report = {"tol": tol, "steps": steps, "max_record_error": max_error(result),
-              "surrogate_max_record_error": max_error(alone), "solver_record_share": result.solver_record_share,
+    errors, alone_errors = (trajectory_errors(problem, as_dict(r), outputs) for r in (result, alone))
+    report = {"tol": tol, "steps": steps, "max_record_error": float(errors.max()),
+              "surrogate_max_record_error": float(alone_errors.max()), "solver_record_share": result.solver_record_share,
               "seconds_per_trajectory": result.seconds / n, "surrogate_seconds_per_trajectory": alone.seconds / n,
-              "estimator": cal["estimator"]}
+              "estimator": cal["estimator"],
+              # per record, over the trajectories: the largest error, the solver's share
+              "record_errors": errors.max(0).tolist(), "surrogate_record_errors": alone_errors.max(0).tolist(),
+              "solver_records": result.solver.mean(0).tolist()}
     if steps != t:
         report["solver_seconds_per_trajectory"] = solver_seconds / n
+    if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's
+        from sciops.grid.evaluation import diagnostic_ratios
+
+        report["diagnostics"] = diagnostic_ratios(problem, as_dict(result), outputs)
+        report["surrogate_diagnostics"] = diagnostic_ratios(problem, as_dict(alone), outputs)
     return {"hybrid": report, "estimator_spearman": rho}

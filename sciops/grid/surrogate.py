@@ -173,6 +173,10 @@ class Surrogate:
         if steps is not None or (tol is not None and not self.problem.certified):
             from sciops.grid.hybrid import march
 
+            if return_estimate:
+                raise ValueError("return_estimate is for certified problems; a rollout's HybridResult carries its "
+                                 "per-record estimates (with tol)")
+            self._warn_or_refuse(self.out_of_distribution(inputs), strict, stacklevel=3)
             return march(self, inputs, tol=tol, steps=steps, batch_size=batch_size)
         if return_estimate or tol is not None:
             from sciops.grid.certified import certify
@@ -204,15 +208,21 @@ class Surrogate:
             raise ValueError(f"input sample {int(np.argmin(finite))} contains NaN or Inf")
         return self._ranges.outside(stats) if stats is not None else np.zeros(len(x), dtype=bool)
 
-    def _predict(self, inputs, batch_size: int, strict: bool = False):
-        x, single, is_torch, source_device, out_dtype = self._to_tensor(inputs)
-        flagged = self._screen(x)
+    @staticmethod
+    def _warn_or_refuse(flagged, strict: bool, stacklevel: int = 4) -> None:
+        """Warn about out-of-distribution inputs (at the caller ``stacklevel`` frames up), or refuse them
+        with ``strict``."""
+        flagged = np.atleast_1d(flagged)
         if flagged.any():
             message = (f"{int(flagged.sum())} of {flagged.size} {OOD_WARNING} (sciops.runs.input_summary); the operator's "
                        f"answers there are extrapolation")
             if strict:
                 raise ValueError(message + "; strict=True refuses them")
-            warnings.warn(message, stacklevel=3)
+            warnings.warn(message, stacklevel=stacklevel)
+
+    def _predict(self, inputs, batch_size: int, strict: bool = False):
+        x, single, is_torch, source_device, out_dtype = self._to_tensor(inputs)
+        self._warn_or_refuse(self._screen(x), strict)
         # a graph only for input that asks for one (no_grad, not inference_mode: tensors an operator
         # caches must serve autograd later)
         with contextlib.nullcontext() if x.requires_grad else torch.no_grad():

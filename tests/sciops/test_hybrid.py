@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import sciops
 from sciops import problems
 from sciops.grid import error_estimator as estimator
 from sciops.grid import hybrid
@@ -98,6 +99,11 @@ def test_refusals(problem, calibrated):
     with pytest.raises(ValueError, match=r"^record \d+ of sample 0: .*NaN") as err:
         hybrid.march(broken, x, tol=0.5, steps=6)
     assert "\n" not in str(err.value)
+    huge = Drifting(problem, eps=1e3)  # records the defect's solver cannot advance
+    huge.spec.error_estimator = {**calibrated.spec.error_estimator, "estimator": "defect"}
+    with pytest.raises(ValueError, match=r"^record 2 of sample 0: the solver refused the state the record is "
+                                         r"checked from \(.*blow-up"):
+        hybrid.march(huge, x, tol=0.5, steps=3)
     assert RunSpec.from_dict({"operator": {"name": "fno"}}).error_estimator is None  # older configs load
     stale = Drifting(problem)
     stale.spec.error_estimator = {k: v for k, v in calibrated.spec.error_estimator.items() if k != "slope"}
@@ -151,8 +157,20 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     report = json.loads(rep.read_text())
     assert set(report["hybrid"]) >= {"tol", "max_record_error", "solver_record_share", "seconds_per_trajectory",
                                      "surrogate_max_record_error", "solver_seconds_per_trajectory"}
-    assert report["hybrid"]["steps"] == 12 and report["hybrid"]["max_record_error"] <= 0.5
+    h = report["hybrid"]
+    assert h["steps"] == 12 and h["max_record_error"] <= 0.5 and max(h["record_errors"]) == h["max_record_error"]
+    assert len(h["solver_records"]) == 12 and np.isclose(np.mean(h["solver_records"]), h["solver_record_share"])
+    assert set(h["diagnostics"]) == {"kinetic_energy", "enstrophy"}  # invariants along all 12 records
+    assert len(h["diagnostics"]["enstrophy"]["ratio"]) == 12 and len(h["surrogate_diagnostics"]["enstrophy"]["ratio"]) == 12
     assert -1 <= report["estimator_spearman"] <= 1
     assert main(["evaluate", str(run), "--fresh", "2", "--steps", "12", "--no-ladder"]) == 2
     assert "--steps applies to trajectory runs with --tol" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0", "--no-ladder"]) == 2
+    surrogate = sciops.load(run)
+    far = 100 * surrogate.problem.sample_inputs(1, seed=2)  # outside the training inputs' range
+    with pytest.raises(ValueError, match="strict=True refuses them"):
+        surrogate.solve(far, steps=4, strict=True)
+    with pytest.warns(UserWarning, match="outside the range of the training inputs"):
+        surrogate.solve(far, steps=1)
+    with pytest.raises(ValueError, match="^return_estimate is for certified problems"):
+        surrogate.solve(far, steps=4, return_estimate=True)
