@@ -252,6 +252,6 @@ def calibration_of(surrogate, run: str = "RUN") -> dict:
 def defect_rungs(cal: dict) -> tuple[str, ...]:
     """The rungs accurate enough for the defect, cheapest first: past the training horizon the
     cheapest may be refused by the longer flow's checks (a coarse grid), and the next one serves."""
-    return tuple(cal.get("defect_rungs", [cal["rung"]]))
+    return tuple(cal["defect_rungs"])
 
 

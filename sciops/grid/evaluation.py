@@ -38,6 +38,7 @@ import torch
 
 from sciops.datasets.progress import Progress
 from sciops.grid.baseline import baseline_outputs
+from sciops.grid.error_estimator import is_trajectory
 from sciops.ladder import batch_seconds, measure_ladder, single_seconds, speed_report
 from sciops.losses import LpLoss, SobolevLoss, loss_options
 from sciops.reporting import public, summary_stats  # noqa: F401  (public: part of the report API)
@@ -132,7 +133,7 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder,
     if (fresh is None) == (data is None):
         raise ValueError("evaluate needs exactly one of fresh=N or data=FILE")
     problem = surrogate.problem
-    hybrid_tol = tol if tol is not None and "t" in problem.fields[surrogate.outputs[0]].dims else None
+    hybrid_tol = tol if tol is not None and is_trajectory(problem, surrogate.outputs) else None
     if hybrid_tol is not None:
         from sciops.grid.error_estimator import calibration_of
         from sciops.grid.hybrid import check_tol
