@@ -266,7 +266,8 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder,
         if hybrid_tol is not None:
             from sciops.grid.hybrid import hybrid_report
 
-            report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol, steps))
+            report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol, steps,
+                                        reference_seconds=solver_per_sample, ladder=with_ladder))
     return report
 
 
@@ -407,21 +408,9 @@ def summary_line(report: dict) -> str:
 
         text += "\n" + certified_text(report["certified"])
     if "hybrid" in report:
-        h = report["hybrid"]
-        # over the training horizon the solver's time is the evaluation's own
-        solver_s = h.get("solver_seconds_per_trajectory", report.get("solver_seconds_per_sample"))
-        solver = "" if solver_s is None else f", the solver alone {solver_s * 1e3:.3g} ms"
-        if solver_s is not None and h["seconds_per_trajectory"] > solver_s:
-            solver += ": the solver alone is faster at this tolerance"
-        text += (f"\nhybrid at tol {h['tol']:g} over {h['steps']} records: max record error "
-                 f"{h['max_record_error']:.4f} (surrogate alone {h['surrogate_max_record_error']:.4f}), solver records "
-                 f"{h['solver_record_share']:.1%}, {h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate "
-                 f"alone {h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver}); {h['estimator']} estimator "
-                 f"Spearman {report['estimator_spearman']:.3f}")
-        if "diagnostics" in h:  # the invariants at the last record, against the reference's
-            text += "; at the last record, against the solver: " + ", ".join(
-                f"{name.replace('_', ' ')} {v['ratio'][-1]:.4g} (surrogate alone "
-                f"{h['surrogate_diagnostics'][name]['ratio'][-1]:.4g})" for name, v in h["diagnostics"].items())
+        from sciops.grid.hybrid import hybrid_text
+
+        text += "\n" + hybrid_text(report)
     for method, v in report.get("images", {}).items():  # one line per reconstruction against the ground truth
         text += (f"\n{method}: PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}, normalised error {v['nrmse']:.3f}, "
                  f"{v['seconds_per_sample'] * 1e3:.3g} ms/sample")

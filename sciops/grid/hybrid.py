@@ -36,6 +36,7 @@ from sciops.grid.error_estimator import (
     states_of,
     trajectory_errors,
 )
+from sciops.ladder import equal_accuracy, measure_ladder
 from sciops.runs.input_summary import counted_not_warned
 
 SOLVER_FRACTION = 0.1
@@ -236,47 +237,84 @@ class _Marcher:
                              f"the last solver state ({str(err).splitlines()[0]})") from None
 
 
-def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, steps: int | None = None) -> dict:
+def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, steps: int | None = None, *,
+                  reference_seconds: float = float("nan"), ladder: bool = True) -> dict:
     """evaluate's entries for a trajectory run with --tol: the hybrid rollout over ``steps`` records
     (default the problem's horizon; longer ones against the reference solved here) beside the
-    surrogate alone and the reference solver (``hybrid``), and the Spearman correlation of the
-    calibrated indicator with the surrogate's true per-record errors on these trajectories
-    (``estimator_spearman``)."""
+    surrogate alone, the reference solver and, with ``ladder``, the equally accurate solve of the
+    ladder over the same records (``hybrid``); and the Spearman correlation of the calibrated
+    indicator with the surrogate's true per-record errors on these trajectories over the horizon
+    (``estimator_spearman``; over the longer rollout too in ``hybrid``). ``reference_seconds`` is the
+    reference solver's time per trajectory over the horizon (the evaluation's own)."""
     problem, cal = surrogate.problem, calibration_of(surrogate)
     t = problem.time_steps
     steps = check_steps(t if steps is None else steps)
     model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
     n = len(next(iter(inputs.values())))
-    pred = pred if isinstance(pred, dict) else {surrogate.outputs[0]: pred}
-    ind = np.cumsum(indicators(cal["estimator"], Stepper(problem), defect_rungs(cal), states_of(problem, inputs, "input"),
-                               pred), 1)
-    rho = spearman(ind, trajectory_errors(problem, pred, outputs))
-    t0 = time.perf_counter()
+    start = states_of(problem, inputs, "input")
+
+    def as_dict(records):
+        return records if isinstance(records, dict) else {surrogate.outputs[0]: records}
+
+    def ranking(stepper, records, reference):  # Spearman of the accumulated indicator with the true errors
+        ind = np.cumsum(indicators(cal["estimator"], stepper, defect_rungs(cal), start, records), 1)
+        return spearman(ind, trajectory_errors(problem, records, reference))
+
+    rho = ranking(Stepper(problem), as_dict(pred), outputs)
+    solver_problem = problem
     if steps != t:
         if getattr(problem, "input_steps", 1) > 1:
             raise ValueError(f"--steps {steps}: the run's inputs are {problem.input_steps}-record segments; "
                              f"longer rollouts are checked from single states only (expected --steps {t})")
-        outputs = problem.with_records(steps).solve(model_inputs)
-        outputs = outputs if isinstance(outputs, dict) else {surrogate.outputs[0]: outputs}
-    solver_seconds = time.perf_counter() - t0
-
-    def as_dict(result):
-        return result.records if isinstance(result.records, dict) else {surrogate.outputs[0]: result.records}
+        solver_problem = problem.with_records(steps)
+        t0 = time.perf_counter()
+        outputs = as_dict(solver_problem.solve(model_inputs))
+        reference_seconds = (time.perf_counter() - t0) / n
 
     alone, result = march(surrogate, model_inputs, steps=steps), march(surrogate, model_inputs, tol=tol, steps=steps)
-    errors, alone_errors = (trajectory_errors(problem, as_dict(r), outputs) for r in (result, alone))
+    errors, alone_errors = (trajectory_errors(problem, as_dict(r.records), outputs) for r in (result, alone))
     report = {"tol": tol, "steps": steps, "max_record_error": float(errors.max()),
               "surrogate_max_record_error": float(alone_errors.max()), "solver_record_share": result.solver_record_share,
               "seconds_per_trajectory": result.seconds / n, "surrogate_seconds_per_trajectory": alone.seconds / n,
-              "estimator": cal["estimator"],
+              "solver_seconds_per_trajectory": reference_seconds, "estimator": cal["estimator"],
               # per record, over the trajectories: the largest error, the solver's share
               "record_errors": errors.max(0).tolist(), "surrogate_record_errors": alone_errors.max(0).tolist(),
               "solver_records": result.solver.mean(0).tolist()}
-    if steps != t:
-        report["solver_seconds_per_trajectory"] = solver_seconds / n
+    if steps != t:  # the ranking over the rollout the hybrid marches, past the horizon the calibration saw
+        report["estimator_spearman"] = ranking(Stepper(problem, steps), as_dict(alone.records), outputs)
+    if ladder:  # the solver's own answer at the hybrid's accuracy, in the hybrid's metric
+        report["ladder"] = measure_ladder(
+            solver_problem.ladder(), model_inputs,
+            lambda answer: float(trajectory_errors(problem, as_dict(answer), outputs).max()), reference_seconds)
+        report["speedup_equal_accuracy"], report["speedup_equal_accuracy_note"] = equal_accuracy(
+            report["ladder"], report["max_record_error"], report["seconds_per_trajectory"], reference_seconds)
     if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's
         from sciops.grid.evaluation import diagnostic_ratios
 
-        report["diagnostics"] = diagnostic_ratios(problem, as_dict(result), outputs)
-        report["surrogate_diagnostics"] = diagnostic_ratios(problem, as_dict(alone), outputs)
+        report["diagnostics"] = diagnostic_ratios(problem, as_dict(result.records), outputs)
+        report["surrogate_diagnostics"] = diagnostic_ratios(problem, as_dict(alone.records), outputs)
     return {"hybrid": report, "estimator_spearman": rho}
+
+
+def hybrid_text(report: dict) -> str:
+    """evaluate's summary line of :func:`hybrid_report`'s entries."""
+    h = report["hybrid"]
+    solver_s = h["solver_seconds_per_trajectory"]
+    solver = "" if not math.isfinite(solver_s) else f", the solver alone {solver_s * 1e3:.3g} ms"
+    if math.isfinite(solver_s) and h["seconds_per_trajectory"] > solver_s:
+        solver += ": the solver alone is faster at this tolerance"
+    text = (f"hybrid at tol {h['tol']:g} over {h['steps']} records: max record error {h['max_record_error']:.4f} "
+            f"(surrogate alone {h['surrogate_max_record_error']:.4f}), solver records {h['solver_record_share']:.1%}, "
+            f"{h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate alone "
+            f"{h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver})")
+    if "speedup_equal_accuracy" in h:
+        value, note = h["speedup_equal_accuracy"], h["speedup_equal_accuracy_note"]
+        text += f"; against the equally accurate solve: {'n/a' if value is None else f'{value:.2g}x'} ({note})"
+    text += f"; {h['estimator']} estimator Spearman {report['estimator_spearman']:.3f} over the horizon"
+    if "estimator_spearman" in h:
+        text += f", {h['estimator_spearman']:.3f} over the {h['steps']} records of the surrogate alone"
+    if "diagnostics" in h:  # the invariants at the last record, against the reference's
+        text += "; at the last record, against the solver: " + ", ".join(
+            f"{name.replace('_', ' ')} {v['ratio'][-1]:.4g} (surrogate alone "
+            f"{h['surrogate_diagnostics'][name]['ratio'][-1]:.4g})" for name, v in h["diagnostics"].items())
+    return text

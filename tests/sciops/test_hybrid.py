@@ -151,9 +151,9 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert main(["calibrate", str(run), "--n-val", "3"]) == 0
     assert "note: 1 of the 3 trajectories are training ones" in capsys.readouterr().out
     assert RunSpec.load(run).error_estimator["n_val"] >= 1
-    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "12", "--no-ladder",
-                 "--report", str(rep)]) == 0
-    assert "over 12 records" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "12", "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "over 12 records" in out and "against the equally accurate solve" in out and "over the 12 records" in out
     report = json.loads(rep.read_text())
     assert set(report["hybrid"]) >= {"tol", "max_record_error", "solver_record_share", "seconds_per_trajectory",
                                      "surrogate_max_record_error", "solver_seconds_per_trajectory"}
@@ -162,7 +162,10 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert len(h["solver_records"]) == 12 and np.isclose(np.mean(h["solver_records"]), h["solver_record_share"])
     assert set(h["diagnostics"]) == {"kinetic_energy", "enstrophy"}  # invariants along all 12 records
     assert len(h["diagnostics"]["enstrophy"]["ratio"]) == 12 and len(h["surrogate_diagnostics"]["enstrophy"]["ratio"]) == 12
-    assert -1 <= report["estimator_spearman"] <= 1
+    assert -1 <= report["estimator_spearman"] <= 1 and -1 <= h["estimator_spearman"] <= 1
+    # the ladder solved the 12-record flow, its errors in the hybrid's metric: the best rung is near-exact
+    assert min(p["error"] for p in h["ladder"] if p["error"] is not None) < 1e-2
+    assert h["speedup_equal_accuracy_note"] and (h["speedup_equal_accuracy"] is None or h["speedup_equal_accuracy"] > 0)
     assert main(["evaluate", str(run), "--fresh", "2", "--steps", "12", "--no-ladder"]) == 2
     assert "--steps applies to trajectory runs with --tol" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0", "--no-ladder"]) == 2
