@@ -117,6 +117,12 @@ import numpy as np
 
 from sciops.problems.base import Field, Param, Problem, Rung, sample_seed
 from sciops.problems.lazy import lazy_module
+from sciops.problems.random_fields import (
+    fno_grf_amplitude,
+    integer_modes,
+    mcwilliams_amplitude,
+    random_phase_field,
+)
 
 torch = lazy_module("torch")
 ns = lazy_module("sciops.solvers.navier_stokes")
@@ -140,41 +146,6 @@ MIN_RESOLUTION = 8
 # 6x slower (1.59 s vs 0.25 s per trajectory, scripts/bench_ns_generation.py). Use
 # `sciops generate --workers W` to use several cores.
 SINGLE_THREAD_MAX_N = 128
-
-
-# ----------------------------------------------------------------------------------- spectral tools
-def _integer_modes(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer wavenumbers (my, mx) on the full n x n DFT grid and the mask without Nyquist."""
-    m = np.fft.fftfreq(n, 1.0 / n).round()
-    my, mx = m[:, None], m[None, :]
-    no_nyquist = (np.abs(my) < n / 2) & (np.abs(mx) < n / 2)
-    return my, mx, no_nyquist
-
-
-def fno_grf_amplitude(n: int, length: float, alpha: float, tau: float) -> np.ndarray:
-    """sqrt(2) sigma lambda_k^(-alpha/2) on the full n x n DFT grid (0 at k = 0 and Nyquist):
-    the standard deviation of |w_k| per normalised coefficient is this (E|w_k|^2 = its square)."""
-    my, mx, keep = _integer_modes(n)
-    lam = (2 * math.pi / length) ** 2 * (my ** 2 + mx ** 2) + tau ** 2
-    amp = math.sqrt(2.0) * tau ** (alpha - 1.0) * lam ** (-alpha / 2.0)
-    amp[0, 0] = 0.0
-    return np.where(keep, amp, 0.0)
-
-
-def mcwilliams_amplitude(n: int, peak_wavenumber: float) -> np.ndarray:
-    """|psi_k| shape (|k|^2 (1 + (|k| / k0)^4))^(-1/2), k0 = 3^(1/4) peak, integer |k|; 0 at k = 0, Nyquist."""
-    my, mx, keep = _integer_modes(n)
-    k = np.sqrt(my ** 2 + mx ** 2)
-    k0 = 3 ** 0.25 * peak_wavenumber
-    with np.errstate(divide="ignore"):
-        amp = np.where(k > 0, 1.0 / (k * np.sqrt(1.0 + (k / k0) ** 4)), 0.0)
-    return np.where(keep, amp, 0.0)
-
-
-def _random_phases(rng: np.random.Generator, amplitude: np.ndarray) -> np.ndarray:
-    """Real part of the inverse DFT (unnormalised synthesis) of amplitude x complex white noise."""
-    z = rng.standard_normal((2,) + amplitude.shape)
-    return np.fft.ifft2(amplitude * (z[0] + 1j * z[1]), norm="forward").real
 
 
 # ----------------------------------------------------------------------------------------- problem
@@ -257,7 +228,7 @@ class NavierStokes(Problem):
     def _scales(self) -> dict[str, float]:
         p = self.params
         n = p["resolution"]
-        my, mx, _ = _integer_modes(n)
+        my, mx, _ = integer_modes(n)
         k2 = (2 * math.pi / self.length) ** 2 * (my ** 2 + mx ** 2)
         inv_k2 = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
         if p["initial_condition"] == "fno":
@@ -338,9 +309,9 @@ class NavierStokes(Problem):
         """One draw of the initial-condition distribution on the stored grid, float64 (res, res)."""
         p, n = self.params, self.params["resolution"]
         if p["initial_condition"] == "fno":
-            return _random_phases(rng, fno_grf_amplitude(n, self.length, p["alpha"], p["tau"]))
-        psi = _random_phases(rng, mcwilliams_amplitude(n, p["peak_wavenumber"]))
-        my, mx, _ = _integer_modes(n)
+            return random_phase_field(rng, fno_grf_amplitude(n, self.length, p["alpha"], p["tau"]))
+        psi = random_phase_field(rng, mcwilliams_amplitude(n, p["peak_wavenumber"]))
+        my, mx, _ = integer_modes(n)
         k2 = (2 * math.pi / self.length) ** 2 * (my ** 2 + mx ** 2)
         psi_hat = np.fft.fft2(psi, norm="forward")
         kinetic = 0.5 * float((k2 * np.abs(psi_hat) ** 2).sum())
