@@ -89,22 +89,25 @@ def bench(name, out_dir, res):
     long_errors = estimator.trajectory_errors(problem, as_dict(problem, alone.records), ref)
     stepper, long_stepper, sec = estimator.Stepper(problem), estimator.Stepper(problem, steps), cal["seconds"]
     est_table = res.table(f"{name}-estimators", ["estimator", "Spearman (validation)", "Spearman (fresh)",
-                                                 "fresh, within a record (median)", f"fresh, over {steps} records",
-                                                 "cost / surrogate record", "cost / solver record"],
-                          title=f"{name}: error indicators against the true per-record error")
+                                                 "record number alone", "within a record (median)",
+                                                 f"Spearman over {steps} records", "record number alone",
+                                                 "within a record (median)", "cost / surrogate record",
+                                                 "cost / solver record"],
+                          title=f"{name}: error indicators against the true per-record error, fresh trajectories "
+                                f"over the horizon and along the surrogate alone's {steps} records")
     for est in cal["spearman"]:
-        ind = np.cumsum(estimator.indicators(est, stepper, estimator.defect_rungs(cal), start, pred), 1)
-        rho = estimator.spearman(ind, errors)
-        within = np.median([estimator.spearman(ind[:, k], errors[:, k]) for k in range(problem.time_steps)])
-        long_ind = estimator.indicators(est, long_stepper, estimator.defect_rungs(cal), start,
-                                        as_dict(problem, alone.records))
-        row = [est, round(cal["spearman"][est], 3), round(rho, 3), round(float(within), 3),
-               round(estimator.spearman(np.cumsum(long_ind, 1), long_errors), 3),
+        short = estimator.ranking(np.cumsum(estimator.indicators(est, stepper, estimator.defect_rungs(cal), start,
+                                                                 pred), 1), errors)
+        long = estimator.ranking(np.cumsum(estimator.indicators(est, long_stepper, estimator.defect_rungs(cal), start,
+                                                                as_dict(problem, alone.records)), 1), long_errors)
+        row = [est, round(cal["spearman"][est], 3),
+               *(round(r[k], 3) for r in (short, long) for k in ("indicator", "record_number", "within_record")),
                round(sec[est] / sec["surrogate"], 2), round(sec[est] / sec["solver"], 3)]
         est_table.add(row)
-        print(f"  estimator {est}{' (chosen)' if est == cal['estimator'] else ''}: Spearman validation {row[1]}, "
-              f"fresh {row[2]} (across samples within a record: median {row[3]}; over the {steps}-record rollout "
-              f"{row[4]}); cost {row[5]}x a surrogate record, {row[6]}x a reference solver record")
+        print(f"  estimator {est}{' (chosen)' if est == cal['estimator'] else ''}: Spearman validation {row[1]}; "
+              f"fresh over the horizon {row[2]} (the record number alone {row[3]}, across samples within a record "
+              f"{row[4]}), over the {steps}-record rollout {row[5]} ({row[6]}, {row[7]}); cost {row[8]}x a "
+              f"surrogate record, {row[9]}x a reference solver record")
     propagation(name, problem, long_stepper, cal, start, as_dict(problem, alone.records), ref, long_errors, res)
 
     table = res.table(f"{name}-rollouts", ["answer", "max record error", "solver records", "ms / trajectory",

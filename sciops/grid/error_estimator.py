@@ -51,6 +51,7 @@ from sciops.losses import LpLoss, loss_options
 ESTIMATORS = ("defect", "residual")
 RUNG_FRACTION = 0.25
 SPEARMAN_TIE = 0.01
+FEW_RECORDS = 20  # a Spearman on fewer records is said to rest on few points
 CALIBRATE_COMMAND = "sciops calibrate {run}"
 
 
@@ -66,6 +67,27 @@ def spearman(x, y) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(spearmanr(x, y).statistic)
+
+
+def ranking(indicator: np.ndarray, errors: np.ndarray) -> dict:
+    """How an accumulated indicator (B, T) ranks the true per-record errors (B, T): Spearman over all
+    records (``indicator``), the median over records of the ranking across samples (``within_record``,
+    NaN below 3 samples), and the ranking by the record number alone (``record_number``: errors that
+    grow along a rollout are ranked by any growing quantity; what the indicator adds is the gap to it
+    and the ranking within a record); ``points`` the number of records ranked."""
+    number = np.broadcast_to(np.arange(errors.shape[1]), errors.shape)
+    within = [spearman(indicator[:, k], errors[:, k]) for k in range(errors.shape[1])]
+    return {"indicator": spearman(indicator, errors), "record_number": spearman(number, errors),
+            "within_record": float(np.nanmedian(within)) if not np.all(np.isnan(within)) else float("nan"),
+            "points": int(errors.size)}
+
+
+def rollout_problem(problem, steps: int):
+    """``problem`` over ``steps`` records, or the one-line refusal naming ``steps``."""
+    try:
+        return problem.with_records(steps)
+    except ValueError as err:
+        raise ValueError(f"steps={steps}: the solver refuses a rollout that long ({str(err).splitlines()[0]})") from None
 
 
 def record_errors(problem, pred: dict, ref: dict) -> np.ndarray:
@@ -100,11 +122,7 @@ class Stepper:
         self.problem = problem
         self.base = problem
         if horizon is not None and horizon > problem.time_steps:
-            try:
-                self.base = problem.with_records(horizon)
-            except ValueError as err:
-                raise ValueError(f"steps={horizon}: the solver refuses a rollout that long from these states "
-                                 f"({err})") from None
+            self.base = rollout_problem(problem, horizon)
         self.ins, self.outs = problem.input_fields, problem.output_fields
         self._cache = {}
 
@@ -240,8 +258,10 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
             "rung_errors": rung_errors, "seconds": seconds, "n_val": n, "time_steps": t}
 
 
-def calibration_of(surrogate, run: str = "RUN") -> dict:
-    """The stored calibration, or the one-line refusal naming the command that makes it."""
+def calibration_of(surrogate, run: str | None = None) -> dict:
+    """The stored calibration, or the one-line refusal naming the command that makes it (for ``run``,
+    by default the surrogate's run directory)."""
+    run = run or getattr(surrogate, "run_dir", None) or "RUN"
     cal = getattr(surrogate.spec, "error_estimator", None)
     if not cal:
         raise ValueError(f"this run has no error-estimator calibration; calibrate it with "

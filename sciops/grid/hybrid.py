@@ -27,16 +27,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from sciops.grid.error_estimator import (
+    FEW_RECORDS,
     Stepper,
     calibration_of,
     defect_rungs,
     indicators,
     is_trajectory,
-    spearman,
+    ranking,
+    rollout_problem,
     states_of,
     trajectory_errors,
 )
-from sciops.ladder import equal_accuracy, measure_ladder
+from sciops.ladder import answer_and_seconds, equal_accuracy, measure_ladder
 from sciops.runs.input_summary import counted_not_warned
 
 SOLVER_FRACTION = 0.1
@@ -63,7 +65,7 @@ class HybridResult:
 def check_tol(tol) -> float:
     """numpy scalars pass; bools do not."""
     if not (isinstance(tol, numbers.Real) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol={tol!r} is not valid; expected a relative error > 0")
+        raise ValueError(f"tol={tol!r} is not valid; expected a finite relative error > 0")
     return float(tol)
 
 
@@ -242,58 +244,58 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
     """evaluate's entries for a trajectory run with --tol: the hybrid rollout over ``steps`` records
     (default the problem's horizon; longer ones against the reference solved here) beside the
     surrogate alone, the reference solver and, with ``ladder``, the equally accurate solve of the
-    ladder over the same records (``hybrid``); and the Spearman correlation of the calibrated
-    indicator with the surrogate's true per-record errors on these trajectories over the horizon
-    (``estimator_spearman``; over the longer rollout too in ``hybrid``). ``reference_seconds`` is the
-    reference solver's time per trajectory over the horizon (the evaluation's own)."""
+    ladder over the same records, all timed as the ladder's rungs (``hybrid``); the calibrated
+    indicator's ranking of the surrogate's true per-record errors (:func:`ranking`) over the horizon
+    and along the surrogate alone's ``steps`` records (``hybrid["ranking"]``), and the first's
+    Spearman (``estimator_spearman``). ``reference_seconds``: the reference solver's time per
+    trajectory over the horizon (the evaluation's own)."""
     problem, cal = surrogate.problem, calibration_of(surrogate)
     t = problem.time_steps
     steps = check_steps(t if steps is None else steps)
     model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-    n = len(next(iter(inputs.values())))
     start = states_of(problem, inputs, "input")
 
     def as_dict(records):
         return records if isinstance(records, dict) else {surrogate.outputs[0]: records}
 
-    def ranking(stepper, records, reference):  # Spearman of the accumulated indicator with the true errors
+    def ranked(stepper, records, reference):
         ind = np.cumsum(indicators(cal["estimator"], stepper, defect_rungs(cal), start, records), 1)
-        return spearman(ind, trajectory_errors(problem, records, reference))
+        return ranking(ind, trajectory_errors(problem, records, reference))
 
-    rho = ranking(Stepper(problem), as_dict(pred), outputs)
+    ranks = {"horizon": ranked(Stepper(problem), as_dict(pred), outputs)}
     solver_problem = problem
     if steps != t:
         if getattr(problem, "input_steps", 1) > 1:
             raise ValueError(f"--steps {steps}: the run's inputs are {problem.input_steps}-record segments; "
                              f"longer rollouts are checked from single states only (expected --steps {t})")
-        solver_problem = problem.with_records(steps)
-        t0 = time.perf_counter()
-        outputs = as_dict(solver_problem.solve(model_inputs))
-        reference_seconds = (time.perf_counter() - t0) / n
+        solver_problem = rollout_problem(problem, steps)
+        outputs, reference_seconds = answer_and_seconds(lambda x: as_dict(solver_problem.solve(x)), model_inputs)
 
-    alone, result = march(surrogate, model_inputs, steps=steps), march(surrogate, model_inputs, tol=tol, steps=steps)
+    alone, alone_seconds = answer_and_seconds(lambda x: march(surrogate, x, steps=steps), model_inputs)
+    result, seconds = answer_and_seconds(lambda x: march(surrogate, x, tol=tol, steps=steps), model_inputs)
     errors, alone_errors = (trajectory_errors(problem, as_dict(r.records), outputs) for r in (result, alone))
     report = {"tol": tol, "steps": steps, "max_record_error": float(errors.max()),
               "surrogate_max_record_error": float(alone_errors.max()), "solver_record_share": result.solver_record_share,
-              "seconds_per_trajectory": result.seconds / n, "surrogate_seconds_per_trajectory": alone.seconds / n,
+              "seconds_per_trajectory": seconds, "surrogate_seconds_per_trajectory": alone_seconds,
               "solver_seconds_per_trajectory": reference_seconds, "estimator": cal["estimator"],
-              # per record, over the trajectories: the largest error, the solver's share
+              # per record, the largest over the trajectories; the solver's share of the trajectories
               "record_errors": errors.max(0).tolist(), "surrogate_record_errors": alone_errors.max(0).tolist(),
               "solver_records": result.solver.mean(0).tolist()}
-    if steps != t:  # the ranking over the rollout the hybrid marches, past the horizon the calibration saw
-        report["estimator_spearman"] = ranking(Stepper(problem, steps), as_dict(alone.records), outputs)
+    if steps != t:  # along the rollout the hybrid marches, past the horizon the calibration saw
+        ranks["rollout"] = ranked(Stepper(problem, steps), as_dict(alone.records), outputs)
+    report["ranking"] = ranks
     if ladder:  # the solver's own answer at the hybrid's accuracy, in the hybrid's metric
         report["ladder"] = measure_ladder(
             solver_problem.ladder(), model_inputs,
             lambda answer: float(trajectory_errors(problem, as_dict(answer), outputs).max()), reference_seconds)
         report["speedup_equal_accuracy"], report["speedup_equal_accuracy_note"] = equal_accuracy(
-            report["ladder"], report["max_record_error"], report["seconds_per_trajectory"], reference_seconds)
+            report["ladder"], report["max_record_error"], seconds, reference_seconds)
     if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's
         from sciops.grid.evaluation import diagnostic_ratios
 
         report["diagnostics"] = diagnostic_ratios(problem, as_dict(result.records), outputs)
         report["surrogate_diagnostics"] = diagnostic_ratios(problem, as_dict(alone.records), outputs)
-    return {"hybrid": report, "estimator_spearman": rho}
+    return {"hybrid": report, "estimator_spearman": ranks["horizon"]["indicator"]}
 
 
 def hybrid_text(report: dict) -> str:
@@ -309,10 +311,14 @@ def hybrid_text(report: dict) -> str:
             f"{h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver})")
     if "speedup_equal_accuracy" in h:
         value, note = h["speedup_equal_accuracy"], h["speedup_equal_accuracy_note"]
-        text += f"; against the equally accurate solve: {'n/a' if value is None else f'{value:.2g}x'} ({note})"
-    text += f"; {h['estimator']} estimator Spearman {report['estimator_spearman']:.3f} over the horizon"
-    if "estimator_spearman" in h:
-        text += f", {h['estimator_spearman']:.3f} over the {h['steps']} records of the surrogate alone"
+        faster = "" if value is None or value >= 1 else f", the solve {1 / value:.2g}x faster"
+        text += f"; against the equally accurate solve: {'n/a' if value is None else f'{value:.2g}x'}{faster} ({note})"
+    text += f"; {h['estimator']} estimator Spearman " + ", ".join(
+        f"{r['indicator']:.3f} over {label} (the record number alone {r['record_number']:.3f}, across samples within "
+        f"a record {r['within_record']:.3f}" + (f"; only {r['points']} points" if r["points"] < FEW_RECORDS else "") + ")"
+        for label, r in (("the horizon", h["ranking"]["horizon"]),
+                         (f"the surrogate alone's {h['steps']} records", h["ranking"].get("rollout")))
+        if r is not None)
     if "diagnostics" in h:  # the invariants at the last record, against the reference's
         text += "; at the last record, against the solver: " + ", ".join(
             f"{name.replace('_', ' ')} {v['ratio'][-1]:.4g} (surrogate alone "

@@ -79,6 +79,7 @@ class Surrogate:
         # likewise one output field from several channels is returned channel-last
         self.output_channels = op.out_channels if len(self.outputs) == 1 and op.out_channels > 1 else None
         self._problem = None
+        self.run_dir = None  # set by load: the run the error messages name
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, compile: bool = False) -> "Surrogate":
@@ -97,7 +98,9 @@ class Surrogate:
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path / storage.WEIGHTS} does not match the operator in config.json "
                              f"({storage.load_error(exc)})") from None
-        return cls(model.to(device), spec, device, compile=compile)
+        surrogate = cls(model.to(device), spec, device, compile=compile)
+        surrogate.run_dir = str(path)
+        return surrogate
 
     @property
     def problem(self):

@@ -9,8 +9,6 @@ import sciops
 from sciops.grid import error_estimator
 from sciops.runs import storage
 
-FEW_RECORDS = 20
-
 
 def validation_rows(surrogate, n_val: int | None = None) -> tuple[dict, dict]:
     """(inputs, outputs) in dict form of the last ``n_val`` (default the run's n_val) rows of the training file."""
@@ -59,7 +57,7 @@ def cautions(cal: dict, in_sample: int) -> str:
     notes = []
     if in_sample:
         notes.append(f"{in_sample} of the {cal['n_val']} trajectories are training ones: their errors are in-sample")
-    if cal["n_val"] * cal["time_steps"] < FEW_RECORDS:
+    if cal["n_val"] * cal["time_steps"] < error_estimator.FEW_RECORDS:
         notes.append(f"only {cal['n_val'] * cal['time_steps']} validation records: the fit and its Spearman rest on "
                      f"few points (--n-val, --data FILE for more)")
     return "".join(f"\nnote: {n}" for n in notes)

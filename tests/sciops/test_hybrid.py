@@ -89,8 +89,8 @@ def test_calibrate_refuses_an_indicator_the_errors_fall_against(problem):
 
 def test_refusals(problem, calibrated):
     x = problem.sample_inputs(1, seed=5)
-    for bad in (0, -0.1, float("nan")):
-        with pytest.raises(ValueError, match="tol=.* is not valid"):
+    for bad in (0, -0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tol=.* is not valid; expected a finite relative error > 0"):
             hybrid.march(calibrated, x, tol=bad)
     with pytest.raises(ValueError, match="no error-estimator calibration.*`sciops calibrate RUN`"):
         hybrid.march(Drifting(problem), x, tol=0.1)
@@ -115,6 +115,18 @@ def test_refusals(problem, calibrated):
     with pytest.raises(ValueError, match="tol=True is not valid"):
         hybrid.march(calibrated, x, tol=True)
     assert hybrid.check_tol(np.float32(0.5)) == 0.5 and hybrid.check_steps(np.int64(4)) == 4
+    with pytest.raises(ValueError, match=r"^steps=100000: the solver refuses a rollout that long \(.*t_final"):
+        hybrid.march(calibrated, x, tol=0.1, steps=100000)
+
+
+def test_ranking_separates_the_indicator_from_the_record_number():
+    # errors growing along the rollout, samples ordered within each record
+    errors = np.arange(1, 5)[None, :] * (1 + 0.1 * np.arange(4))[:, None]
+    same = estimator.ranking(errors, errors)
+    assert same["indicator"] == pytest.approx(1.0) and same["within_record"] == pytest.approx(1.0)
+    assert 0.9 < same["record_number"] < 1.0 and same["points"] == 16
+    clock = estimator.ranking(np.arange(1, 5)[None, :] * (1 - 0.1 * np.arange(4))[:, None], errors)
+    assert clock["within_record"] == pytest.approx(-1.0) and clock["indicator"] > 0.8  # the clock hides it
 
 
 def test_the_solver_takes_the_first_rung_whose_checks_pass_configured_for_the_whole_rollout(problem):
@@ -145,6 +157,8 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
                  "--set", "modes=4", "--set", "layers=2", "-q"]) == 0
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--no-ladder"]) == 2
     assert f"sciops calibrate {run}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"`sciops calibrate {run}`"):  # the Python API names the run too
+        sciops.load(run).solve(sciops.load(run).problem.sample_inputs(1, seed=3), steps=4, tol=0.5)
     assert main(["calibrate", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Spearman" in out and "note: only 6 validation records" in out  # 2 trajectories x 3 records
@@ -153,7 +167,8 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert RunSpec.load(run).error_estimator["n_val"] >= 1
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "12", "--report", str(rep)]) == 0
     out = capsys.readouterr().out
-    assert "over 12 records" in out and "against the equally accurate solve" in out and "over the 12 records" in out
+    assert "over 12 records" in out and "against the equally accurate solve" in out
+    assert "over the surrogate alone's 12 records (the record number alone" in out
     report = json.loads(rep.read_text())
     assert set(report["hybrid"]) >= {"tol", "max_record_error", "solver_record_share", "seconds_per_trajectory",
                                      "surrogate_max_record_error", "solver_seconds_per_trajectory"}
@@ -162,10 +177,14 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert len(h["solver_records"]) == 12 and np.isclose(np.mean(h["solver_records"]), h["solver_record_share"])
     assert set(h["diagnostics"]) == {"kinetic_energy", "enstrophy"}  # invariants along all 12 records
     assert len(h["diagnostics"]["enstrophy"]["ratio"]) == 12 and len(h["surrogate_diagnostics"]["enstrophy"]["ratio"]) == 12
-    assert -1 <= report["estimator_spearman"] <= 1 and -1 <= h["estimator_spearman"] <= 1
+    assert report["estimator_spearman"] == h["ranking"]["horizon"]["indicator"]
+    assert h["ranking"]["horizon"]["points"] == 2 * 3 and h["ranking"]["rollout"]["points"] == 2 * 12
+    assert -1 <= h["ranking"]["rollout"]["indicator"] <= 1
     # the ladder solved the 12-record flow, its errors in the hybrid's metric: the best rung is near-exact
     assert min(p["error"] for p in h["ladder"] if p["error"] is not None) < 1e-2
     assert h["speedup_equal_accuracy_note"] and (h["speedup_equal_accuracy"] is None or h["speedup_equal_accuracy"] > 0)
+    assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "100000", "--no-ladder"]) == 2
+    assert "steps=100000: the solver refuses a rollout that long" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--fresh", "2", "--steps", "12", "--no-ladder"]) == 2
     assert "--steps applies to trajectory runs with --tol" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0", "--no-ladder"]) == 2
