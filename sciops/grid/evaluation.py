@@ -218,8 +218,9 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder,
         "surrogate_seconds_per_sample_batch1": surrogate_batch1,
         "device": str(surrogate.device),
     }
+    forward = None if hasattr(problem, "baselines") else problem.solve  # the solve the rungs are skipped against
     report["ladder"] = (measure_ladder(problem.ladder(), model_inputs, lambda out: float(metrics(out)["rel_l2"].mean()),
-                                       solver_per_sample) if with_ladder else None)
+                                       solver_per_sample, forward) if with_ladder else None)
     report["accuracy_cost"] = {"metric": "mean relative L2 error", "unit": "trajectory" if trajectory else "sample",
                                "surrogate_error": float(errors["rel_l2"].mean()),
                                "surrogate_seconds": [surrogate_per_sample, surrogate_batch1]}

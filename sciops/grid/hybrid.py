@@ -287,7 +287,8 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
     if ladder:  # the solver's own answer at the hybrid's accuracy, in the hybrid's metric
         report["ladder"] = measure_ladder(
             solver_problem.ladder(), model_inputs,
-            lambda answer: float(trajectory_errors(problem, as_dict(answer), outputs).max()), reference_seconds)
+            lambda answer: float(trajectory_errors(problem, as_dict(answer), outputs).max()), reference_seconds,
+            solver_problem.solve)
         report["speedup_equal_accuracy"], report["speedup_equal_accuracy_note"] = equal_accuracy(
             report["ladder"], report["max_record_error"], seconds, reference_seconds)
     if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's

@@ -71,6 +71,21 @@ def test_measure_ladder_reports_failures_refusals_and_skips():
     assert points["slow"]["note"].startswith("skipped: it costs more than the reference")
 
 
+def test_a_cheap_rung_with_the_references_call_overhead_is_measured_not_skipped():
+    # every call pays 40 ms (plans, set-up): on two samples the rung looks dearer than the reference's
+    # batched time per sample, though per sample it costs a tenth of it; timed alike it is not
+    inputs = np.ones((40, 2), np.float32)
+
+    def costing(per_sample):
+        return lambda x: time.sleep(0.04 + per_sample * len(x)) or x
+
+    reference, rung = costing(0.005), costing(0.0005)
+    batched = (0.04 + 0.005 * 40) / 40
+    alike = L.measure_ladder([Rung("cheap", rung)], inputs, lambda out: 0.0, batched, reference)[0]
+    assert alike["seconds_per_sample"] is not None and alike["seconds_per_sample"] < batched
+    assert "skipped" in L.measure_ladder([Rung("cheap", rung)], inputs, lambda out: 0.0, batched)[0]["note"]
+
+
 def test_darcy_ladder_converges_towards_the_reference():
     # a smooth coefficient (alpha 4): the rungs converge at second order towards the reference. (A
     # thresholded one, smeared by the interpolation to the finer grid, can make a finer rung less
