@@ -95,6 +95,11 @@ def bench(name, out_dir, res):
                                                  "cost / solver record"],
                           title=f"{name}: error indicators against the true per-record error, fresh trajectories "
                                 f"over the horizon and along the surrogate alone's {steps} records")
+    spread = [estimator.ranking(errors, errors)["spread"], estimator.ranking(long_errors, long_errors)["spread"]]
+    print(f"  the errors' spread across samples within a record (coefficient of variation, median over records): "
+          f"{spread[0]:.3f} over the horizon, {spread[1]:.3f} along the rollout")
+    res.note(f"{name}: the errors' coefficient of variation across samples within a record, median over records: "
+             f"{spread[0]:.3f} over the horizon, {spread[1]:.3f} along the {steps}-record rollout")
     for est in cal["spearman"]:
         short = estimator.ranking(np.cumsum(estimator.indicators(est, stepper, estimator.defect_rungs(cal), start,
                                                                  pred), 1), errors)

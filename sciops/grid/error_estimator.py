@@ -74,12 +74,14 @@ def ranking(indicator: np.ndarray, errors: np.ndarray) -> dict:
     records (``indicator``), the median over records of the ranking across samples (``within_record``,
     NaN below 3 samples), and the ranking by the record number alone (``record_number``: errors that
     grow along a rollout are ranked by any growing quantity; what the indicator adds is the gap to it
-    and the ranking within a record); ``points`` the number of records ranked."""
+    and the ranking within a record); ``spread`` the median over records of the errors' coefficient of
+    variation across samples (where the samples' errors barely differ, no ranking within a record
+    means much); ``points`` the number of records ranked."""
     number = np.broadcast_to(np.arange(errors.shape[1]), errors.shape)
     within = [spearman(indicator[:, k], errors[:, k]) for k in range(errors.shape[1])]
     return {"indicator": spearman(indicator, errors), "record_number": spearman(number, errors),
             "within_record": float(np.nanmedian(within)) if not np.all(np.isnan(within)) else float("nan"),
-            "points": int(errors.size)}
+            "spread": float(np.median(errors.std(0) / errors.mean(0))), "points": int(errors.size)}
 
 
 def rollout_problem(problem, steps: int):

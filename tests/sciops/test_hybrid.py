@@ -125,6 +125,7 @@ def test_ranking_separates_the_indicator_from_the_record_number():
     same = estimator.ranking(errors, errors)
     assert same["indicator"] == pytest.approx(1.0) and same["within_record"] == pytest.approx(1.0)
     assert 0.9 < same["record_number"] < 1.0 and same["points"] == 16
+    assert same["spread"] == pytest.approx(np.std([1, 1.1, 1.2, 1.3]) / 1.15)  # the samples' factors
     clock = estimator.ranking(np.arange(1, 5)[None, :] * (1 - 0.1 * np.arange(4))[:, None], errors)
     assert clock["within_record"] == pytest.approx(-1.0) and clock["indicator"] > 0.8  # the clock hides it
 
