@@ -31,7 +31,7 @@ import torch
 MAX_REPEATS = 3
 REPEAT_BUDGET = 10.0  # seconds: no further repeats once a measurement has taken this long
 BATCH1_SAMPLES = 4    # single-sample calls timed for the batch-1 figures
-SKIP_FACTOR = 2.0     # without the reference's solve: a rung is skipped when its estimate exceeds this x its time
+SKIP_FACTOR = 2.0     # without the reference's solve: skip a rung whose estimate exceeds this x the reference's time
 
 
 def first(inputs, k: int):
@@ -72,14 +72,12 @@ def sample(inputs, i: int):
 def batch_seconds(solve: Callable, inputs, device=None, *, warm: bool = True) -> float:
     """Seconds per sample of ``solve`` on the whole batch: a warm-up call on two samples, then the
     best of repeats."""
-    if warm:
-        solve(first(inputs, 2))  # allocations, FFT plans, factorisation caches
-    return _best_time(lambda: solve(inputs), device) / count(inputs)
+    return answer_and_seconds(solve, inputs, device, warm=warm)[1]
 
 
 def answer_and_seconds(solve: Callable, inputs, device=None, *, warm: bool = True) -> tuple[object, float]:
-    """(answer, seconds per sample) of ``solve`` on the whole batch, timed as :func:`batch_seconds`
-    (the call that gives the answer counts as the first repeat)."""
+    """(answer, seconds per sample) of ``solve`` on the whole batch: a warm-up call on two samples,
+    then the best of repeats, the call that gives the answer the first of them."""
     if warm:
         solve(first(inputs, 2))
     _synchronize(device)
