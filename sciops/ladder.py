@@ -150,9 +150,10 @@ def _envelope(points: list[tuple[float, float, str]]) -> list[tuple[float, float
 
 
 def equal_accuracy(ladder: list[dict], surrogate_error: float, surrogate_seconds: float, reference_seconds: float,
-                   key: str = "seconds_per_sample") -> tuple[float | None, str]:
+                   key: str = "seconds_per_sample", what: str = "the surrogate") -> tuple[float | None, str]:
     """(speedup against the cheapest solve at least as accurate as the surrogate, note); see the
-    module docstring. ``key`` picks the batch's or the batch-1 timings of the ladder."""
+    module docstring. ``key`` picks the batch's or the batch-1 timings of the ladder; ``what`` names
+    the answer in the notes (a hybrid rollout is not the surrogate)."""
     points = [(p[key], p["error"], p["label"]) for p in ladder
               if p.get("error") is not None and p.get(key) and math.isfinite(p["error"])]
     if not points:
@@ -160,15 +161,15 @@ def equal_accuracy(ladder: list[dict], surrogate_error: float, surrogate_seconds
             return None, "the problem's solver ladder has no rung for this configuration"
         return None, "no rung of the ladder ran"
     if not math.isfinite(surrogate_error):
-        return None, "the surrogate's error is not finite"
+        return None, f"{what}'s error is not finite"
     front = _envelope(points)
     as_accurate = [i for i, (_, err, _) in enumerate(front) if err <= surrogate_error]
     if not as_accurate:
         if not math.isfinite(reference_seconds):
-            return None, (f"no rung is as accurate as the surrogate (the best, {front[-1][2]}, has error "
+            return None, (f"no rung is as accurate as {what} (the best, {front[-1][2]}, has error "
                           f"{front[-1][1]:.3g}) and the reference's time is not known")
         return reference_seconds / surrogate_seconds, (
-            f"an upper bound: no rung is as accurate as the surrogate (the best, {front[-1][2]}, has error "
+            f"an upper bound: no rung is as accurate as {what} (the best, {front[-1][2]}, has error "
             f"{front[-1][1]:.3g}); against the reference")
     j = as_accurate[0]
     cost_j, err_j, label_j = front[j]

@@ -290,13 +290,22 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
             lambda answer: float(trajectory_errors(problem, as_dict(answer), outputs).max()), reference_seconds,
             solver_problem.solve)
         report["speedup_equal_accuracy"], report["speedup_equal_accuracy_note"] = equal_accuracy(
-            report["ladder"], report["max_record_error"], seconds, reference_seconds)
+            report["ladder"], report["max_record_error"], seconds, reference_seconds, what="the hybrid")
+    else:
+        report["ladder"], report["speedup_equal_accuracy"] = None, None
+        report["speedup_equal_accuracy_note"] = "left out (--no-ladder)"
     if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's
         from sciops.grid.evaluation import diagnostic_ratios
 
         report["diagnostics"] = diagnostic_ratios(problem, as_dict(result.records), outputs)
         report["surrogate_diagnostics"] = diagnostic_ratios(problem, as_dict(alone.records), outputs)
     return {"hybrid": report, "estimator_spearman": ranks["horizon"]["indicator"]}
+
+
+def _ranking_detail(r: dict) -> str:
+    few = f"; only {r['points']} points" if r["points"] < FEW_RECORDS else ""
+    within = "n/a (fewer than 3 samples)" if math.isnan(r["within_record"]) else f"{r['within_record']:.3f}"
+    return f"the record number alone {r['record_number']:.3f}, across samples within a record {within}{few}"
 
 
 def hybrid_text(report: dict) -> str:
@@ -310,16 +319,12 @@ def hybrid_text(report: dict) -> str:
             f"(surrogate alone {h['surrogate_max_record_error']:.4f}), solver records {h['solver_record_share']:.1%}, "
             f"{h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate alone "
             f"{h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver})")
-    if "speedup_equal_accuracy" in h:
-        value, note = h["speedup_equal_accuracy"], h["speedup_equal_accuracy_note"]
-        faster = "" if value is None or value >= 1 else f", the solve {1 / value:.2g}x faster"
-        text += f"; against the equally accurate solve: {'n/a' if value is None else f'{value:.2g}x'}{faster} ({note})"
+    value, note = h["speedup_equal_accuracy"], h["speedup_equal_accuracy_note"]
+    faster = "" if value is None or value >= 1 else f", the solve {1 / value:.2g}x faster"
+    text += f"; against the equally accurate solve: {'n/a' if value is None else f'{value:.2g}x'}{faster} ({note})"
+    spans = {"horizon": "the horizon", "rollout": f"the surrogate alone's {h['steps']} records"}
     text += f"; {h['estimator']} estimator Spearman " + ", ".join(
-        f"{r['indicator']:.3f} over {label} (the record number alone {r['record_number']:.3f}, across samples within "
-        f"a record {r['within_record']:.3f}" + (f"; only {r['points']} points" if r["points"] < FEW_RECORDS else "") + ")"
-        for label, r in (("the horizon", h["ranking"]["horizon"]),
-                         (f"the surrogate alone's {h['steps']} records", h["ranking"].get("rollout")))
-        if r is not None)
+        f"{r['indicator']:.3f} over {spans[span]} ({_ranking_detail(r)})" for span, r in h["ranking"].items())
     if "diagnostics" in h:  # the invariants at the last record, against the reference's
         text += "; at the last record, against the solver: " + ", ".join(
             f"{name.replace('_', ' ')} {v['ratio'][-1]:.4g} (surrogate alone "

@@ -65,7 +65,8 @@ def compiled(model: torch.nn.Module, device: torch.device):
 
 
 class Surrogate:
-    def __init__(self, model: torch.nn.Module, spec: RunSpec, device: torch.device, compile: bool = False):
+    def __init__(self, model: torch.nn.Module, spec: RunSpec, device: torch.device, compile: bool = False,
+                 run_dir: str | None = None):
         self.model, self.spec, self.device = model.eval(), spec, device
         self.dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
         self._forward = compiled(self.model, torch.device(device)) if compile else self.model
@@ -79,7 +80,7 @@ class Surrogate:
         # likewise one output field from several channels is returned channel-last
         self.output_channels = op.out_channels if len(self.outputs) == 1 and op.out_channels > 1 else None
         self._problem = None
-        self.run_dir = None  # set by load: the run the error messages name
+        self.run_dir = run_dir  # the run the error messages name (set by load)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, compile: bool = False) -> "Surrogate":
@@ -98,9 +99,7 @@ class Surrogate:
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path / storage.WEIGHTS} does not match the operator in config.json "
                              f"({storage.load_error(exc)})") from None
-        surrogate = cls(model.to(device), spec, device, compile=compile)
-        surrogate.run_dir = str(path)
-        return surrogate
+        return cls(model.to(device), spec, device, compile=compile, run_dir=str(path))
 
     @property
     def problem(self):

@@ -69,7 +69,7 @@ def summary(cal: dict, run_dir) -> str:
     costs = "; ".join(f"{k} {s[k] * 1e3:.3g} ms = {s[k] / s['surrogate']:.2g}x the surrogate's record, "
                       f"{s[k] / s['solver']:.2g}x the reference solver's" for k in cal["spearman"])
     return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
-            f"estimator {cal['estimator']} (Spearman {others}; defect rung {cal['rung']}), "
+            f"estimator {cal['estimator']} (Spearman {others}; defect rung {(cal['defect_rungs'] or ['reference'])[0]}), "
             f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}"
-            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal.get("slope", 1.0) < 1 else "") + "); "
+            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal["slope"] < 1 else "") + "); "
             f"cost per record: {costs}")

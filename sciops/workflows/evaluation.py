@@ -18,6 +18,8 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
     """Evaluate on ``data`` or on ``fresh`` new samples (50 when neither is given); the summary line.
     ``plot`` writes the kind's figure, and for grid runs with a ladder the accuracy-cost figure beside
     it (``<plot>-accuracy-cost.png``)."""
+    from sciops.grid.error_estimator import is_trajectory
+
     kind = kinds.of_run(run_dir)
     surrogate = sciops.load(run_dir, device=device)
     if surrogate.spec.history is None:  # written when training ends
@@ -28,16 +30,10 @@ def evaluate_run(run_dir: str | Path, *, data: str | Path | None = None, fresh: 
     if tol is not None and not grid:
         raise ValueError("--tol applies to grid runs (certified answers, error-controlled rollouts); particle runs "
                          "are compared with the simulator only")
-    trajectory = grid and "t" in surrogate.problem.fields[surrogate.outputs[0]].dims
+    trajectory = grid and is_trajectory(surrogate.problem, surrogate.outputs)
     if steps is not None and (tol is None or not trajectory):
         raise ValueError("--steps applies to trajectory runs with --tol (the hybrid rollout's length)")
-    if tol is not None and trajectory:
-        from sciops.grid.error_estimator import calibration_of
-        from sciops.grid.hybrid import check_tol
-
-        check_tol(tol)
-        calibration_of(surrogate, str(run_dir))
-    elif tol is not None and not surrogate.problem.certified:
+    if tol is not None and not trajectory and not surrogate.problem.certified:
         from sciops.grid.certified import certified_problems
 
         raise ValueError(f"--tol: problem {surrogate.problem.name} has no certified error bound; problems with one: "
