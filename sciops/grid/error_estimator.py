@@ -17,26 +17,30 @@ Estimators (per record k of a rollout, computed from the surrogate's own records
       of the validation trajectories) is at most ``RUNG_FRACTION`` x the surrogate's first-record
       error (the next such where the states fail its checks), else the reference one-record solve: an
       accurate indicator, but it costs a solve.
-    D_k = sum of the indicators since the last solver record (or the start).
+    D_k = L_k D_{k-1} + d_k since the last solver record (or the start; D = 0 there), the indicators
+    carried from record to record as the error is (e_k <= L_k e_{k-1} + d_k, L_k the flow's
+    amplification of an error over one record interval): L_k = L, the median amplification measured
+    on the validation trajectories (the reference solver's advance of the surrogate's record k - 1
+    against the true record k, over the error of record k - 1), for records within the horizon the
+    calibration saw, max(L, 1) past it, where a contraction was never measured (:func:`carried`).
 
 Calibration (:func:`calibrate`, ``sciops calibrate RUN``)
     runs the surrogate on the run's validation trajectories (the last n_val rows of its training file),
-    fits log e = a + b log D by least squares with b at least 1, shifts a up by the largest residual of
-    the fit (so the estimate bounds every validation record's error), and stores in the run spec
-    (``error_estimator``) the estimator asked for or, by default, the better ranking one (Spearman
-    correlation with the errors), the defect where the two are within ``SPEARMAN_TIE``, with the cost of
-    each against the surrogate's and the reference solver's record. The defect of the first record after
-    a solver record is that record's error (up to the rung's), so its calibration carries over to states
-    unlike the validation ones better than the residual's: on navier-stokes at nu = 1e-4 over 4x the
-    horizon (a faster flow than any validation state) the residual let a hybrid reach 0.485 at tol 0.48
-    and 0.248 at tol 0.24, the defect 0.472 and 0.0002 (scripts/bench_hybrid.py). The slope is held at 1
-    or more, and D sums the indicators undamped, because within the training horizon a surrogate's
-    errors can level off (it was trained on those records) while past it they compound: the error
-    amplification of a record interval, measured on the surrogate's own rollout, is 0.80 within the
-    horizon and 1.06 past it on navier-stokes at nu = 1e-4; indicators damped at 0.80 rank the errors
-    within the horizon better (Spearman 0.89 against 0.74) but an estimate calibrated on them is
-    exceeded 1.78x past it (scripts/bench_hybrid.py). The free slope 0.5 let a 20-record hybrid there
-    reach 0.71 at tol 0.48; held at 1, 0.485.
+    measures L, fits log e = a + b log D by least squares with b at least 1, shifts a up by the largest
+    residual of the fit (so the estimate bounds every validation record's error), and stores in the run
+    spec (``error_estimator``) the estimator asked for or, by default, the better ranking one (Spearman
+    correlation with the errors), the defect where the two are within ``SPEARMAN_TIE``, with L and the
+    cost of each against the surrogate's and the reference solver's record. The defect of the first
+    record after a solver record is that record's error (up to the rung's), so its calibration carries
+    over to states unlike the validation ones better than the residual's: on navier-stokes at nu = 1e-4
+    over 4x the horizon (a faster flow than any validation state) the residual let a hybrid reach 0.485
+    at tol 0.48 and 0.248 at tol 0.24, the defect 0.472 and 0.0002 (scripts/bench_hybrid.py).
+    Within the horizon a flow can damp the surrogate's errors (L = 0.84 on navier-stokes at nu = 1e-4,
+    whose summed indicators ranked the fresh errors there at Spearman 0.74; carried at L, 0.85), but
+    past it the amplification measured on the surrogate's own rollout is 1.06: carried at L there too,
+    an estimate calibrated within the horizon was exceeded 1.5x past it; at max(L, 1), not (0.67x the
+    worst ratio within it). The slope is held at 1 or more for the same reason: the free slope 0.5
+    let a 20-record hybrid there reach 0.71 at tol 0.48; held at 1, 0.485.
 """
 from __future__ import annotations
 
@@ -183,10 +187,40 @@ def indicators(estimator: str, stepper: Stepper, rungs: tuple[str, ...], start: 
 
 
 # ------------------------------------------------------------------------------------- calibration
-def _fit(indicator: np.ndarray, errors: np.ndarray) -> dict:
+def carried(indicator: np.ndarray, cal: dict, first=0, prior=0.0) -> np.ndarray:
+    """D (B, T) of indicators (B, T) whose first column is record ``first`` (0-based, an int or one per
+    row) of the rollout, carried on from D = ``prior`` before it at the amplification of calibration
+    ``cal`` (module docstring; 1, the plain sum, for calibrations stored before it was measured)."""
+    amplification, horizon = cal.get("amplification", 1.0), cal["time_steps"]
+    record = np.reshape(first, (-1, 1)) + np.arange(indicator.shape[1])
+    factor = np.broadcast_to(np.where(record < horizon, amplification, max(amplification, 1.0)), indicator.shape)
+    out = np.empty(indicator.shape)
+    acc = np.broadcast_to(np.asarray(prior, float), indicator.shape[:1])
+    for k in range(indicator.shape[1]):
+        acc = factor[:, k] * acc + indicator[:, k]
+        out[:, k] = acc
+    return out
+
+
+def amplification(problem, advanced: dict, outputs: dict, errors: np.ndarray) -> float:
+    """L: the median over records k >= 1 of the error of ``advanced`` (the reference solver's advance of
+    the surrogate's record k - 1, {output: (B, T, *space)}) against the true record k over the error of
+    record k - 1 (``errors`` (B, T)); 1 where there is no such pair."""
+    t = errors.shape[1]
+    if t < 2:
+        return 1.0
+    carried_error = np.stack([record_errors(problem, states_of(problem, advanced, "output", k - 1),
+                                            states_of(problem, outputs, "output", k)) for k in range(1, t)], 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = carried_error / errors[:, :-1]
+    ratio = ratio[np.isfinite(ratio)]
+    return float(np.median(ratio)) if ratio.size else 1.0
+
+
+def _fit(acc: np.ndarray, errors: np.ndarray) -> dict:
     """log e = a + b log D on records with D > 0, b at least 1; ``slope`` the unconstrained fit's,
     ``margin`` the largest residual above the fit (module docstring)."""
-    acc = np.cumsum(indicator, 1).ravel()
+    acc = acc.ravel()
     e = errors.ravel()
     keep = (acc > 0) & (e > 0)
     x, y = np.log(acc[keep]), np.log(e[keep])
@@ -244,13 +278,16 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
         rung_errors[label], rung_seconds[label] = float(record_errors(problem, out, first).mean()), seconds / n
     target = RUNG_FRACTION * float(errors[:, 0].mean())
     fits = sorted((lb for lb in rung_errors if lb != "reference" and rung_errors[lb] <= target), key=rung_seconds.get)
-    # a reference record in the indicators' batch (all n x t records at once), the yardstick of their cost
-    _, solver_seconds = _timed(stepper.advance, {k: v.reshape((n * t,) + v.shape[2:]) for k, v in pred.items()})
+    # a reference record from each surrogate record, all n x t at once: the yardstick of the indicators'
+    # cost (timed in their batch) and the advance L is measured from
+    advanced, solver_seconds = _timed(stepper.advance, {k: v.reshape((n * t,) + v.shape[2:]) for k, v in pred.items()})
+    advanced = {k: v.reshape((n, t) + v.shape[1:]) for k, v in states_of(problem, advanced, "output", 0).items()}
+    cal = {"amplification": amplification(problem, advanced, outputs, errors), "time_steps": t}
     found, seconds = {}, {"surrogate": surrogate_seconds / (n * t), "solver": solver_seconds / (n * t)}
     for name in ESTIMATORS if problem.has_residual else ("defect",):
         found[name], spent = _timed(indicators, name, stepper, tuple(fits), start, pred)
         seconds[name] = spent / (n * t)
-    fitted = {name: _fit(ind, errors) for name, ind in found.items()}
+    fitted = {name: _fit(carried(ind, cal), errors) for name, ind in found.items()}
     estimator = _choose(fitted) if estimator == "auto" else estimator
     chosen = fitted[estimator]
     if not chosen["slope"] > 0 or not chosen["spearman"] > 0:  # the errors do not grow with the indicator
@@ -258,8 +295,9 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
                          f"trajectories (Spearman {chosen['spearman']:.3g}, slope {chosen['slope']:.3g}); train the "
                          f"run further or calibrate on more trajectories (--data FILE, --n-val)")
     return {"estimator": estimator, **{k: chosen[k] for k in ("a", "b", "slope", "margin")},
-            "defect_rungs": fits, "spearman": {k: v["spearman"] for k, v in fitted.items()},
-            "rung_errors": rung_errors, "seconds": seconds, "n_val": n, "time_steps": t}
+            "amplification": cal["amplification"], "defect_rungs": fits,
+            "spearman": {k: v["spearman"] for k, v in fitted.items()}, "rung_errors": rung_errors,
+            "seconds": seconds, "n_val": n, "time_steps": t}
 
 
 def calibration_of(surrogate, run: str | None = None) -> dict:

@@ -4,7 +4,8 @@
 Hybrid marching (:func:`march`, ``Surrogate.solve(x, tol=..., steps=...)``)
     All samples march together: the surrogate predicts a window of T records from each sample's last
     accepted state (segment), the window's indicators come in one batched call, and each sample
-    accepts its records up to the first whose calibrated estimate exp(a + margin) D^b exceeds ``tol``.
+    accepts its records up to the first whose calibrated estimate exp(a + margin) D^b exceeds ``tol``
+    (D the indicators carried since the sample's last solver record, :func:`carried`).
     That record is the solver's (the cheapest ladder rung whose one-record error is at most
     ``SOLVER_FRACTION`` x tol and whose checks pass, else the reference; the solvers are configured
     for the whole rollout, whose flow may be faster than the training horizon's), D is reset, and
@@ -30,6 +31,7 @@ from sciops.grid.error_estimator import (
     FEW_RECORDS,
     Stepper,
     calibration_of,
+    carried,
     defect_rungs,
     indicators,
     is_trajectory,
@@ -175,8 +177,7 @@ class _Marcher:
             return
         self._check_finite(window, active)
         cal = self.cal
-        ind = self._indicators(window, active)
-        acc = self.acc[active, None] + np.cumsum(ind, 1)
+        acc = carried(self._indicators(window, active), cal, rolls.filled[active], self.acc[active])
         with np.errstate(divide="ignore"):
             est = np.where(acc > 0, np.exp(cal["a"] + cal["margin"]) * acc ** cal["b"], 0.0)
         handed = []
@@ -259,7 +260,7 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
         return records if isinstance(records, dict) else {surrogate.outputs[0]: records}
 
     def ranked(stepper, records, reference):
-        ind = np.cumsum(indicators(cal["estimator"], stepper, defect_rungs(cal), start, records), 1)
+        ind = carried(indicators(cal["estimator"], stepper, defect_rungs(cal), start, records), cal)
         return ranking(ind, trajectory_errors(problem, records, reference))
 
     ranks = {"horizon": ranked(Stepper(problem), as_dict(pred), outputs)}

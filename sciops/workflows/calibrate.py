@@ -71,5 +71,6 @@ def summary(cal: dict, run_dir) -> str:
     return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
             f"estimator {cal['estimator']} (Spearman {others}; defect rung {(cal['defect_rungs'] or ['reference'])[0]}), "
             f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}"
-            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal["slope"] < 1 else "") + "); "
-            f"cost per record: {costs}")
+            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal["slope"] < 1 else "") + "), "
+            f"D the indicators carried at the measured error amplification L = {cal['amplification']:.3g} per record "
+            f"(max(L, 1) past the {cal['time_steps']} records); cost per record: {costs}")
