@@ -268,7 +268,8 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder,
             from sciops.grid.hybrid import hybrid_report
 
             report.update(hybrid_report(surrogate, inputs, outputs, pred, hybrid_tol, steps,
-                                        reference_seconds=solver_per_sample, ladder=with_ladder))
+                                        reference_seconds=solver_per_sample, ladder=with_ladder,
+                                        progress=progress_enabled))
     return report
 
 

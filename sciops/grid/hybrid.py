@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sciops.datasets.progress import Progress
 from sciops.grid.error_estimator import (
     FEW_RECORDS,
     Stepper,
@@ -241,7 +242,7 @@ class _Marcher:
 
 
 def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, steps: int | None = None, *,
-                  reference_seconds: float = float("nan"), ladder: bool = True) -> dict:
+                  reference_seconds: float = float("nan"), ladder: bool = True, progress: bool | None = None) -> dict:
     """evaluate's entries for a trajectory run with --tol: the hybrid rollout over ``steps`` records
     (default the problem's horizon; longer ones against the reference solved here) beside the
     surrogate alone, the reference solver and, with ``ladder``, the equally accurate solve of the
@@ -249,7 +250,8 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
     indicator's ranking of the surrogate's true per-record errors (:func:`ranking`) over the horizon
     and along the surrogate alone's ``steps`` records (``hybrid["ranking"]``), and the first's
     Spearman (``estimator_spearman``). ``reference_seconds``: the reference solver's time per
-    trajectory over the horizon (the evaluation's own)."""
+    trajectory over the horizon (the evaluation's own). ``progress``: one line per stage done, as
+    :class:`~sciops.datasets.progress.Progress` (None: a bar on a terminal, lines otherwise)."""
     problem, cal = surrogate.problem, calibration_of(surrogate)
     t = problem.time_steps
     steps = check_steps(t if steps is None else steps)
@@ -265,15 +267,24 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
 
     ranks = {"horizon": ranked(Stepper(problem), as_dict(pred), outputs)}
     solver_problem = problem
+    if steps != t and getattr(problem, "input_steps", 1) > 1:
+        raise ValueError(f"--steps {steps}: the run's inputs are {problem.input_steps}-record segments; "
+                         f"longer rollouts are checked from single states only (expected --steps {t})")
+    stages = (steps != t) + 2 + bool(ladder)  # the longer reference, the surrogate alone, the hybrid, the ladder
+    bar = Progress(stages, desc=f"hybrid at tol {tol:g} over {steps} records", unit="stage", mode=progress)
+
+    def stage(done: str) -> None:
+        bar.set_postfix_str(f"{done} done")
+        bar.update(1)
+
     if steps != t:
-        if getattr(problem, "input_steps", 1) > 1:
-            raise ValueError(f"--steps {steps}: the run's inputs are {problem.input_steps}-record segments; "
-                             f"longer rollouts are checked from single states only (expected --steps {t})")
         solver_problem = rollout_problem(problem, steps)
         outputs, reference_seconds = answer_and_seconds(lambda x: as_dict(solver_problem.solve(x)), model_inputs)
-
+        stage("reference")
     alone, alone_seconds = answer_and_seconds(lambda x: march(surrogate, x, steps=steps), model_inputs)
+    stage("surrogate alone")
     result, seconds = answer_and_seconds(lambda x: march(surrogate, x, tol=tol, steps=steps), model_inputs)
+    stage("hybrid")
     errors, alone_errors = (trajectory_errors(problem, as_dict(r.records), outputs) for r in (result, alone))
     report = {"tol": tol, "steps": steps, "max_record_error": float(errors.max()),
               "surrogate_max_record_error": float(alone_errors.max()), "solver_record_share": result.solver_record_share,
@@ -292,9 +303,11 @@ def hybrid_report(surrogate, inputs: dict, outputs: dict, pred, tol: float, step
             solver_problem.solve)
         report["speedup_equal_accuracy"], report["speedup_equal_accuracy_note"] = equal_accuracy(
             report["ladder"], report["max_record_error"], seconds, reference_seconds, what="the hybrid")
+        stage("ladder")
     else:
         report["ladder"], report["speedup_equal_accuracy"] = None, None
         report["speedup_equal_accuracy_note"] = "left out (--no-ladder)"
+    bar.close()
     if hasattr(problem, "diagnostics"):  # the invariants along the whole rollout, against the reference's
         from sciops.grid.evaluation import diagnostic_ratios
 

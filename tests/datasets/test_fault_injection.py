@@ -320,7 +320,7 @@ def test_a_second_writer_is_told_who_writes(tmp_path):
     finally:
         first.send_signal(signal.SIGINT)
         _, err = first.communicate()
-    assert first.returncode == 130 and "--resume" in err
+    assert first.returncode == 130 and "--resume" in err, err
     text = describe(tmp_path / "g.h5.partial")
     written = int(text.split("samples    ")[1].split(" /")[0])
     assert written >= 4 and f"verified   {written} samples match their checksums" in text

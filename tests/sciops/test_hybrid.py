@@ -183,7 +183,8 @@ def test_calibrate_and_evaluate_tol_on_a_trained_run(tmp_path, capsys):
     assert "note: 1 of the 3 trajectories are training ones" in capsys.readouterr().out
     assert RunSpec.load(run).error_estimator["n_val"] >= 1
     assert main(["evaluate", str(run), "--fresh", "2", "--tol", "0.5", "--steps", "12", "--report", str(rep)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "hybrid at tol 0.5 over 12 records: 4/4 stages" in err  # the longer reference, alone, hybrid, ladder
     assert "over 12 records" in out and "against the equally accurate solve" in out
     assert "over the surrogate alone's 12 records (the record number alone" in out
     report = json.loads(rep.read_text())
