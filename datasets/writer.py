@@ -55,8 +55,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-import signal
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -389,7 +387,7 @@ def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_siz
     solve_total = float(attrs[S.ATTR_SOLVE_SECONDS])
     wall_before = float(attrs[S.ATTR_WALL_SECONDS])
     t0 = time.perf_counter()
-    with Progress(n, start, desc=desc, mode=progress) as bar, _Interrupts() as interrupts:
+    with Progress(n, start, desc=desc, mode=progress) as bar:
         for lo in range(start, n, batch_size):
             hi = min(n, lo + batch_size)
             inputs, outputs, seconds = problem.generate(hi - lo, seed, offset + lo)
@@ -403,32 +401,5 @@ def _write_samples(h5: h5py.File, problem: Problem, n: int, seed: int, batch_siz
             attrs.modify(S.ATTR_WALL_SECONDS, wall_before + time.perf_counter() - t0)
             h5.flush()
             bar.update(hi - lo)
-            interrupts.check()
     attrs.modify(S.ATTR_WALL_SECONDS, wall_before + time.perf_counter() - t0)
-
-
-class _Interrupts:
-    """Ctrl-C while samples are written. The handler raises KeyboardInterrupt as Python's own does,
-    and also records it: an interrupt raised where Python only reports it as ignored (a finalizer, a
-    callback from C) would otherwise let the run go on to the end and exit 0; recorded, it stops the
-    run at the next batch. Installed only over Python's default handler, in the main thread."""
-
-    def __enter__(self) -> "_Interrupts":
-        self.seen, self.previous = False, None
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.seen:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
 

@@ -38,7 +38,9 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -282,8 +284,12 @@ def launch(argv: list[str], nproc: int) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if "OMP_NUM_THREADS" not in os.environ:
+    omp = os.environ.get("OMP_NUM_THREADS")
+    if omp is None:
         os.environ["OMP_NUM_THREADS"] = str(max(1, _cpus() // nproc))
+    # the launcher leaves its own handlers on these (Ctrl-C would raise its SignalException in the caller)
+    handled = [getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, name)]
+    handlers = {sig: signal.getsignal(sig) for sig in handled}
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, start_method="spawn")
     # the ranks report their own errors; the agent's log line about a failed rank would repeat them
@@ -301,4 +307,10 @@ def launch(argv: list[str], nproc: int) -> int:
         return 1
     finally:
         agent_log.setLevel(level)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:  # None: a handler set outside Python, left as the launcher made it
+                    signal.signal(sig, handler)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import h5py
 import numpy as np
@@ -66,41 +65,6 @@ def test_resume_writes_again_the_recorded_samples_that_do_not_verify(tmp_path, p
     with h5py.File(output, "r") as got, h5py.File(dataset, "r") as want:
         for name in ("a", "u"):
             assert np.array_equal(got["fields"][name][()], want["fields"][name][()])
-
-
-def test_an_interrupt_swallowed_on_its_way_still_stops_generate_at_the_next_batch(tmp_path, problem, dataset):
-    """Ctrl-C raised where Python only reports it as ignored (a finalizer, a callback from C) once let
-    generate run on to the end and exit 0."""
-    import os
-    import signal
-
-    import sciops.datasets.writer as writer
-
-    real, calls = writer._write_batch, [0]
-
-    def write_and_swallow_an_interrupt(*args, **kwargs):
-        real(*args, **kwargs)
-        calls[0] += 1
-        if calls[0] == 2:
-            try:
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(1)  # the handler runs here
-            except KeyboardInterrupt:
-                pass  # as a finalizer would
-
-    output = tmp_path / "d.h5"
-    writer._write_batch = write_and_swallow_an_interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            generate(problem, 20, output, seed=2, batch_size=6, progress=False)
-    finally:
-        writer._write_batch = real
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
-    with h5py.File(partial_path(output), "r", locking=False) as h5:
-        assert int(h5.attrs["n_written"]) == 12  # the batch it came in was written, then it stopped
-    generate(problem, 20, output, seed=2, batch_size=6, resume=True, progress=False)
-    with h5py.File(output, "r") as got, h5py.File(dataset, "r") as want:
-        assert np.array_equal(got["fields/u"][()], want["fields/u"][()])
 
 
 def _interrupted(problem, output, after_batches):

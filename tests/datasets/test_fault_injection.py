@@ -269,8 +269,11 @@ def test_truncated_files_are_refused(tmp_path, reference):
 
 # --- kills and concurrent writers ---------------------------------------------------------------------
 def _cli(*args, cwd):
+    # Ctrl-C handled as a user's shell would: a suite started in the background of a non-interactive shell
+    # has SIGINT ignored, and a child inherits that, so a SIGINT sent to it would be ignored too
     return subprocess.Popen([sys.executable, "-m", "sciops", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _written(partial) -> int:

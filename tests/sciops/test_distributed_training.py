@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import time
 
@@ -188,8 +189,11 @@ def test_cli_nproc_launches_torchrun(tmp_path, data, single_runs, capsys):
     argv = ["train", "fno", "--data", str(data), "-o", str(run_dir), "--epochs", "3", "--batch-size", "8",
             "--lr", "0.01", "--seed", "4", "-q", "--nproc", "2"]
     argv += [a for k, v in FNO.items() for a in ("--set", f"{k}={v}")]
+    before = signal.getsignal(signal.SIGINT), os.environ.get("OMP_NUM_THREADS")
     assert main(argv) == 0
     assert_same_training(run_dir, single_runs / "plain")
+    # the caller's Ctrl-C and environment are as they were (the launcher installs its own handlers)
+    assert (signal.getsignal(signal.SIGINT), os.environ.get("OMP_NUM_THREADS")) == before
 
 
 # --- bad input ----------------------------------------------------------------------------------
