@@ -342,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="calibrate a trajectory run's per-record error estimator (for --tol rollouts)",
                        description="Run the surrogate on the run's validation trajectories, fit its error against the "
-                                   "accumulated record residual or short-solve defect and store the fit in the run "
+                                   "record residual or short-solve defect carried from record to record at the "
+                                   "measured error amplification, and store the fit in the run "
                                    "(see sciops.grid.error_estimator).")
     p.add_argument("run_dir")
     p.add_argument("--n-val", type=_positive_int, help="validation trajectories (default: the run's n_val)")

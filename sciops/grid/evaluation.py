@@ -135,11 +135,13 @@ def _evaluate(surrogate, fresh, data, batch, progress_enabled, tol, with_ladder,
     problem = surrogate.problem
     hybrid_tol = tol if tol is not None and is_trajectory(problem, surrogate.outputs) else None
     if hybrid_tol is not None:
-        from sciops.grid.error_estimator import calibration_of
-        from sciops.grid.hybrid import check_tol
+        from sciops.grid.error_estimator import calibration_of, rollout_problem
+        from sciops.grid.hybrid import check_steps, check_tol
 
         check_tol(tol)
         calibration_of(surrogate)
+        if steps is not None:  # a rollout the solver refuses, refused before any work
+            rollout_problem(problem, check_steps(steps))
         tol = None  # the trajectory's --tol is the hybrid rollout's, not a certification
     if tol is not None:
         from sciops.grid.certified import certified_problems, check_tol

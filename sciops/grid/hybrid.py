@@ -47,7 +47,7 @@ from sciops.runs.input_summary import counted_not_warned
 SOLVER_FRACTION = 0.1
 
 
-@dataclass
+@dataclass(repr=False)
 class HybridResult:
     """A hybrid rollout: ``records`` as ``problem.solve`` returns them, with ``steps`` records;
     ``solver`` (batch, steps) True where a record is the solver's; ``estimates`` (batch, steps) the
@@ -63,6 +63,10 @@ class HybridResult:
     def solver_record_share(self) -> float:
         """The share of the records (and of the one-record solves) that are the solver's."""
         return float(self.solver.mean()) if self.solver.size else 0.0
+
+    def __repr__(self) -> str:
+        return (f"HybridResult(solver records {self.solver.shape}: {self.solver_record_share:.1%}, "
+                f"{self.seconds:.3g} s)")
 
 
 def check_tol(tol) -> float:
@@ -329,8 +333,8 @@ def hybrid_text(report: dict) -> str:
     solver = "" if not math.isfinite(solver_s) else f", the solver alone {solver_s * 1e3:.3g} ms"
     if math.isfinite(solver_s) and h["seconds_per_trajectory"] > solver_s:
         solver += ": the solver alone is faster at this tolerance"
-    text = (f"hybrid at tol {h['tol']:g} over {h['steps']} records: max record error {h['max_record_error']:.4f} "
-            f"(surrogate alone {h['surrogate_max_record_error']:.4f}), solver records {h['solver_record_share']:.1%}, "
+    text = (f"hybrid at tol {h['tol']:g} over {h['steps']} records: max record error {h['max_record_error']:.3g} "
+            f"(surrogate alone {h['surrogate_max_record_error']:.3g}), solver records {h['solver_record_share']:.1%}, "
             f"{h['seconds_per_trajectory'] * 1e3:.3g} ms/trajectory (surrogate alone "
             f"{h['surrogate_seconds_per_trajectory'] * 1e3:.3g} ms{solver})")
     value, note = h["speedup_equal_accuracy"], h["speedup_equal_accuracy_note"]

@@ -68,9 +68,10 @@ def summary(cal: dict, run_dir) -> str:
     others = ", ".join(f"{k} {v:.3f}" for k, v in cal["spearman"].items())
     costs = "; ".join(f"{k} {s[k] * 1e3:.3g} ms = {s[k] / s['surrogate']:.2g}x the surrogate's record, "
                       f"{s[k] / s['solver']:.2g}x the reference solver's" for k in cal["spearman"])
-    return (f"calibrated {run_dir} on {cal['n_val']} validation trajectories x {cal['time_steps']} records: "
+    trajectories = f"{cal['n_val']} validation trajector{'y' if cal['n_val'] == 1 else 'ies'}"
+    return (f"calibrated {run_dir} on {trajectories} x {cal['time_steps']} records: "
             f"estimator {cal['estimator']} (Spearman {others}; defect rung {(cal['defect_rungs'] or ['reference'])[0]}), "
-            f"log e = {cal['a'] + cal['margin']:.3g} + {cal['b']:.3g} log D (margin {cal['margin']:.3g}"
-            + (f"; fitted slope {cal['slope']:.3g}, held at 1" if cal["slope"] < 1 else "") + "), "
-            f"D the indicators carried at the measured error amplification L = {cal['amplification']:.3g} per record "
-            f"(max(L, 1) past the {cal['time_steps']} records); cost per record: {costs}")
+            f"estimate log e = {cal['a']:.3g} + {cal['margin']:.3g} (margin) + {cal['b']:.3g} log D"
+            + (f" (fitted slope {cal['slope']:.3g}, held at 1)" if cal["slope"] < 1 else "") + f", where D is the "
+            f"{cal['estimator']} indicator carried from record to record at the error amplification measured here, "
+            f"L = {cal['amplification']:.3g} (taken as at least 1 past these {cal['time_steps']} records); cost per record: {costs}")
