@@ -31,17 +31,19 @@ Calibration (:func:`calibrate`, ``sciops calibrate RUN``)
     spec (``error_estimator``) the estimator asked for or, by default, the better ranking one (Spearman
     correlation with the errors), the defect where the two are within ``SPEARMAN_TIE``, with L and the
     cost of each against the surrogate's and the reference solver's record. The defect of the first
-    record after a solver record is that record's error (up to the rung's), so its calibration carries
-    over to states unlike the validation ones by construction; the residual's relation to the error is
-    calibrated on the validation states only: on navier-stokes at nu = 1e-4 over 4x the horizon (a
-    faster flow than any validation state), with the indicators summed, the residual let a hybrid reach
-    0.485 at tol 0.48 and 0.248 at tol 0.24, the defect 0.472 and 0.0002 (scripts/bench_hybrid.py;
-    carried at L, the residual met both, 0.415 and 0.0002, by a margin nothing calibrated). Within the horizon a flow can damp the surrogate's errors (L = 0.84 on navier-stokes at nu = 1e-4,
-    whose summed indicators ranked the fresh errors there at Spearman 0.74; carried at L, 0.85), but
-    past it the amplification measured on the surrogate's own rollout is 1.06: carried at L there too,
-    an estimate calibrated within the horizon was exceeded 1.5x past it; at max(L, 1), not (0.67x the
-    worst ratio within it). The slope is held at 1 or more for the same reason: the free slope 0.5
-    let a 20-record hybrid there reach 0.71 at tol 0.48; held at 1, 0.485.
+    record after a solver record is that record's error (up to the rung's), so its calibration
+    carries over to states unlike the validation ones by construction; the residual's relation to
+    the error is calibrated on the validation states only: on navier-stokes at nu = 1e-4 over 4x the
+    horizon (a faster flow than any validation state), with the indicators summed, the residual let
+    a hybrid reach 0.485 at tol 0.48 and 0.248 at tol 0.24, the defect 0.472 and 0.0002
+    (scripts/bench_hybrid.py; carried at L, the residual met both, 0.415 and 0.0002, by a margin
+    nothing calibrated). Within the horizon a flow can damp the surrogate's errors (L = 0.84 on
+    navier-stokes at nu = 1e-4, whose summed indicators ranked the fresh errors there at Spearman
+    0.74; carried at L, 0.85), but past it the amplification measured on the surrogate's own rollout
+    is 1.06: carried at L there too, an estimate calibrated within the horizon was exceeded 1.5x
+    past it; at max(L, 1), not (0.67x the worst ratio within it). The slope is held at 1 or more for
+    the same reason: the free slope 0.5 let a 20-record hybrid there reach 0.71 at tol 0.48; held at
+    1, 0.485.
 """
 from __future__ import annotations
 
