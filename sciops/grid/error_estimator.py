@@ -29,7 +29,9 @@ Calibration (:func:`calibrate`, ``sciops calibrate RUN``)
     measures L, fits log e = a + b log D by least squares with b at least 1, shifts a up by the largest
     residual of the fit (so the estimate bounds every validation record's error), and stores in the run
     spec (``error_estimator``) the estimator asked for or, by default, the better ranking one (Spearman
-    correlation with the errors), the defect where the two are within ``SPEARMAN_TIE``, with L and the
+    correlation with the errors), the defect where the two are within ``SPEARMAN_TIE``; but the
+    residual where no rung cheaper than the reference serves the defect (which would then cost the
+    solve it saves) and the residual ranks the errors at all (Spearman > 0), with L and the
     cost of each against the surrogate's and the reference solver's record. The defect of the first
     record after a solver record is that record's error (up to the rung's), so its calibration
     carries over to states unlike the validation ones by construction; the residual's relation to
@@ -244,9 +246,13 @@ def _timed(fn, *args) -> tuple[object, float]:
     return out, best
 
 
-def _choose(fitted: dict) -> str:
-    """The best ranking estimator; the defect where it is within SPEARMAN_TIE of the best."""
+def _choose(fitted: dict, defect_rungs: list[str]) -> str:
+    """The best ranking estimator; the defect where it is within SPEARMAN_TIE of the best. Without a
+    rung cheaper than the reference (``defect_rungs`` empty) the defect is the reference's own record,
+    the solve it would save: then the residual, where it ranks the errors at all."""
     rho = {k: (-1.0 if math.isnan(v["spearman"]) else v["spearman"]) for k, v in fitted.items()}
+    if not defect_rungs and rho.get("residual", -1.0) > 0:
+        return "residual"
     return "defect" if rho["defect"] >= max(rho.values()) - SPEARMAN_TIE else max(rho, key=rho.get)
 
 
@@ -291,7 +297,7 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
         found[name], spent = _timed(indicators, name, stepper, tuple(fits), start, pred)
         seconds[name] = spent / (n * t)
     fitted = {name: _fit(carried(ind, cal), errors) for name, ind in found.items()}
-    estimator = _choose(fitted) if estimator == "auto" else estimator
+    estimator = _choose(fitted, fits) if estimator == "auto" else estimator
     chosen = fitted[estimator]
     if not chosen["slope"] > 0 or not chosen["spearman"] > 0:  # the errors do not grow with the indicator
         raise ValueError(f"calibrate: the {estimator} indicator does not rank the errors of these {n} validation "

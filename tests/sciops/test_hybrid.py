@@ -134,6 +134,14 @@ def test_ranking_separates_the_indicator_from_the_record_number():
     assert clock["within_record"] == pytest.approx(-1.0) and clock["indicator"] > 0.8  # the clock hides it
 
 
+def test_the_defect_is_not_chosen_where_it_would_cost_the_solve_it_saves():
+    fitted = {"defect": {"spearman": 0.98}, "residual": {"spearman": 0.93}}
+    assert estimator._choose(fitted, ["rk2cn"]) == "defect"  # a cheap rung: the better ranking one
+    assert estimator._choose(fitted, []) == "residual"  # the defect would be the reference's own record
+    assert estimator._choose({**fitted, "residual": {"spearman": -0.2}}, []) == "defect"  # a residual that fails
+    assert estimator._choose({"defect": {"spearman": 0.9}}, []) == "defect"  # a problem without a residual
+
+
 def test_indicators_are_carried_at_the_amplification_within_the_horizon_and_at_least_1_past_it():
     d = np.ones((2, 4))
     damped = {"amplification": 0.5, "time_steps": 2}
