@@ -44,8 +44,8 @@ Calibration (:func:`calibrate`, ``sciops calibrate RUN``)
     0.74; carried at L, 0.85), but past it the amplification measured on the surrogate's own rollout
     is 1.06: carried at L there too, an estimate calibrated within the horizon was exceeded 1.5x
     past it; at max(L, 1), not (0.67x the worst ratio within it). The slope is held at 1 or more for
-    the same reason: the free slope 0.5 let a 20-record hybrid there reach 0.71 at tol 0.48; held at
-    1, 0.485.
+    the same reason: in an early run (the indicators summed) the free slope 0.5 let a 20-record
+    hybrid there reach 0.71 at tol 0.48; held at 1, 0.485.
 """
 from __future__ import annotations
 
