@@ -88,6 +88,13 @@ def answer_and_seconds(solve: Callable, inputs, device=None, *, warm: bool = Tru
     return answer, _best_time(lambda: solve(inputs), device, first=elapsed) / count(inputs)
 
 
+def call_and_seconds(call: Callable[[], object], device=None) -> tuple[object, float]:
+    """(answer, seconds) of a call that takes no batch to time per sample: the answer of a warm-up
+    call, then the best of repeats, as the rungs are timed."""
+    answer = call()
+    return answer, _best_time(call, device)
+
+
 def single_seconds(solve: Callable, inputs, device=None, *, warm: bool = True) -> float:
     """Seconds per sample of ``solve`` called on one sample at a time (the first BATCH1_SAMPLES)."""
     singles = [sample(inputs, i) for i in range(min(count(inputs), BATCH1_SAMPLES))]

@@ -50,11 +50,11 @@ Calibration (:func:`calibrate`, ``sciops calibrate RUN``)
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 
+from sciops.ladder import call_and_seconds
 from sciops.losses import LpLoss, loss_options
 
 ESTIMATORS = ("defect", "residual")
@@ -236,16 +236,6 @@ def _fit(acc: np.ndarray, errors: np.ndarray) -> dict:
     return {"a": a, "b": b, "slope": slope, "margin": margin, "spearman": spearman(acc, e)}
 
 
-def _timed(fn, *args) -> tuple[object, float]:
-    """(answer, seconds) of ``fn(*args)``: the better of two calls, the first of which warms up."""
-    best, out = float("inf"), None
-    for _ in range(2):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        best = min(best, time.perf_counter() - t0)
-    return out, best
-
-
 def _choose(fitted: dict, defect_rungs: list[str]) -> str:
     """The best ranking estimator; the defect where it is within SPEARMAN_TIE of the best. Without a
     rung cheaper than the reference (``defect_rungs`` empty) the defect is the reference's own record,
@@ -271,7 +261,7 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
     stepper = Stepper(problem)
     model_inputs = inputs if len(inputs) > 1 else next(iter(inputs.values()))
     n, t = len(next(iter(inputs.values()))), problem.time_steps
-    pred, surrogate_seconds = _timed(surrogate.solve, model_inputs)
+    pred, surrogate_seconds = call_and_seconds(lambda: surrogate.solve(model_inputs))
     pred = pred if isinstance(pred, dict) else {surrogate.outputs[0]: pred}
     start = states_of(problem, inputs, "input")
     errors = trajectory_errors(problem, pred, outputs)
@@ -280,7 +270,7 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
     rung_errors, rung_seconds = {}, {}
     for label in stepper.solvers(1):
         try:
-            out, seconds = _timed(stepper.advance, start, (label,))  # the first call warms up
+            out, seconds = call_and_seconds(lambda: stepper.advance(start, (label,)))
         except ValueError:  # a rung the flow leaves the stability limit of is no rung here
             continue
         out = states_of(problem, out, "output", 0)
@@ -289,12 +279,13 @@ def calibrate(surrogate, inputs: dict, outputs: dict, estimator: str = "auto") -
     fits = sorted((lb for lb in rung_errors if lb != "reference" and rung_errors[lb] <= target), key=rung_seconds.get)
     # a reference record from each surrogate record, all n x t at once: the yardstick of the indicators'
     # cost (timed in their batch) and the advance L is measured from
-    advanced, solver_seconds = _timed(stepper.advance, {k: v.reshape((n * t,) + v.shape[2:]) for k, v in pred.items()})
+    flat_pred = {k: v.reshape((n * t,) + v.shape[2:]) for k, v in pred.items()}
+    advanced, solver_seconds = call_and_seconds(lambda: stepper.advance(flat_pred))
     advanced = {k: v.reshape((n, t) + v.shape[1:]) for k, v in states_of(problem, advanced, "output", 0).items()}
     cal = {"amplification": amplification(problem, advanced, outputs, errors), "time_steps": t}
     found, seconds = {}, {"surrogate": surrogate_seconds / (n * t), "solver": solver_seconds / (n * t)}
     for name in ESTIMATORS if problem.has_residual else ("defect",):
-        found[name], spent = _timed(indicators, name, stepper, tuple(fits), start, pred)
+        found[name], spent = call_and_seconds(lambda: indicators(name, stepper, tuple(fits), start, pred))
         seconds[name] = spent / (n * t)
     fitted = {name: _fit(carried(ind, cal), errors) for name, ind in found.items()}
     estimator = _choose(fitted, fits) if estimator == "auto" else estimator

@@ -21,7 +21,8 @@ than by raw keys. Layout of ``config.json`` (schema 2)::
     refined         the Spectral-Refiner's summary, for a fine-tuned run
     error_estimator trajectory runs, after ``sciops calibrate``: the per-record error estimator and its
                     calibration on the validation trajectories (``sciops.grid.error_estimator.calibrate``:
-                    estimator, a, b, slope, margin, defect_rungs, spearman, rung_errors, seconds); absent before
+                    estimator, a, b, slope, margin, amplification, defect_rungs, spearman, rung_errors, seconds);
+                    absent before
 
 Schema 1 (sciops before the run spec) had the same keys without ``schema``; it loads unchanged. A
 config.json of a newer schema than this sciops reads is refused with a one-line ValueError.

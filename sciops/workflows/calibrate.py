@@ -70,7 +70,9 @@ def summary(cal: dict, run_dir) -> str:
                       f"{s[k] / s['solver']:.2g}x the reference solver's" for k in cal["spearman"])
     trajectories = f"{cal['n_val']} validation trajector{'y' if cal['n_val'] == 1 else 'ies'}"
     return (f"calibrated {run_dir} on {trajectories} x {cal['time_steps']} records: "
-            f"estimator {cal['estimator']} (Spearman {others}; defect rung {(cal['defect_rungs'] or ['reference'])[0]}), "
+            f"estimator {cal['estimator']} (Spearman {others}; defect rung {(cal['defect_rungs'] or ['reference'])[0]}"
+            + ("; no rung cheaper than the reference is accurate enough for the defect, which would cost the solve "
+               "it saves" if not cal["defect_rungs"] else "") + "), "
             f"estimate log e = {cal['a']:.3g} + {cal['margin']:.3g} (margin) + {cal['b']:.3g} log D"
             + (f" (fitted slope {cal['slope']:.3g}, held at 1)" if cal["slope"] < 1 else "") + f", where D is the "
             f"{cal['estimator']} indicator carried from record to record at the error amplification measured here, "
